@@ -1,0 +1,16 @@
+// The list of benchmarks `medseg bench` knows. A new benchmark adds its file to
+// benchmarks/CMakeLists.txt and one line here.
+#include "harness.hpp"
+
+namespace medseg::bench {
+
+std::vector<Result> run_core(const Options&);
+
+std::span<const Benchmark> all_benchmarks() {
+  static const Benchmark list[] = {
+      {"core", "tensor copies, fills and counter-based random numbers against NumPy", run_core},
+  };
+  return list;
+}
+
+}  // namespace medseg::bench

@@ -1,0 +1,222 @@
+// The CPU thread pool every CPU kernel runs on. One pool per process, sized by
+// MEDSEG_NUM_THREADS (default: all cores); the calling thread works too, so a pool of n
+// threads starts n - 1 workers. A parallel_for inside a parallel_for runs serially on the
+// thread that reached it, which keeps nested library calls from deadlocking or oversubscribing.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "error.hpp"
+
+namespace medseg {
+
+class ThreadPool {
+ public:
+  /// A pool of `threads` threads in all, the caller included (at least 1).
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  /// Calls body(b, e) on disjoint chunks that cover [begin, end), each at least `grain`
+  /// long (but the last), on all threads, and returns when all are done. The first
+  /// exception a chunk throws is rethrown here after the others finish.
+  /// Results must not depend on how the range was chunked: reproducible kernels index
+  /// their random numbers and reductions by element, never by chunk or thread.
+  void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain,
+                    const std::function<void(std::int64_t, std::int64_t)>& body);
+
+ private:
+  struct Job {
+    const std::function<void(std::int64_t, std::int64_t)>* body = nullptr;
+    std::int64_t begin = 0, end = 0, chunk = 1, chunks = 0;
+    std::atomic<std::int64_t> next{0};
+    std::atomic<std::int64_t> done{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+  };
+
+  void worker_loop();
+  static void run_chunks(Job& job);
+  static bool& inside_pool() {
+    thread_local bool inside = false;
+    return inside;
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable finished_;
+  std::shared_ptr<Job> job_;
+  std::uint64_t generation_ = 0;
+  int active_workers_ = 0;
+  bool stopping_ = false;
+  std::mutex submit_mutex_;  // one parallel_for at a time from outside the pool
+};
+
+/// Thread count from MEDSEG_NUM_THREADS, else the hardware's; throws on a malformed value.
+int default_thread_count();
+/// The process-wide pool.
+ThreadPool& thread_pool();
+/// Rebuilds the process-wide pool with n threads. Not to be called while it is busy.
+void set_num_threads(int n);
+inline int num_threads() { return thread_pool().size(); }
+
+/// parallel_for on the process-wide pool. Ranges shorter than 2 * grain run inline.
+template <class Body>
+void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, Body&& body) {
+  if (end <= begin) return;
+  grain = std::max<std::int64_t>(grain, 1);
+  if (end - begin < 2 * grain) {
+    body(begin, end);
+    return;
+  }
+  const std::function<void(std::int64_t, std::int64_t)> f = std::ref(body);
+  thread_pool().parallel_for(begin, end, grain, f);
+}
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+inline ThreadPool::ThreadPool(int threads) {
+  require(threads >= 1, [&] {
+    return ErrorInfo{.where = "ThreadPool", .field = "threads", .expected = ">= 1", .actual = std::to_string(threads)};
+  });
+  workers_.reserve(static_cast<std::size_t>(threads - 1));
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+inline ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+inline void ThreadPool::run_chunks(Job& job) {
+  for (;;) {
+    const std::int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.chunks) return;
+    const std::int64_t b = job.begin + c * job.chunk;
+    const std::int64_t e = std::min(job.end, b + job.chunk);
+    try {
+      (*job.body)(b, e);
+    } catch (...) {
+      std::lock_guard lock(job.error_mutex);
+      if (!job.error) job.error = std::current_exception();
+    }
+    job.done.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+inline void ThreadPool::worker_loop() {
+  inside_pool() = true;
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      job = job_;
+      ++active_workers_;
+    }
+    if (job) run_chunks(*job);
+    {
+      std::lock_guard lock(mutex_);
+      --active_workers_;
+    }
+    finished_.notify_all();
+  }
+}
+
+inline void ThreadPool::parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain,
+                                     const std::function<void(std::int64_t, std::int64_t)>& body) {
+  if (end <= begin) return;
+  grain = std::max<std::int64_t>(grain, 1);
+  if (workers_.empty() || inside_pool() || end - begin <= grain) {
+    body(begin, end);
+    return;
+  }
+  std::lock_guard submit(submit_mutex_);
+  auto job = std::make_shared<Job>();
+  job->body = &body;
+  job->begin = begin;
+  job->end = end;
+  // About four chunks per thread balances uneven chunks without much scheduling overhead.
+  const std::int64_t n = end - begin;
+  const std::int64_t target = static_cast<std::int64_t>(size()) * 4;
+  job->chunk = std::max(grain, (n + target - 1) / target);
+  job->chunks = (n + job->chunk - 1) / job->chunk;
+  {
+    std::lock_guard lock(mutex_);
+    job_ = job;
+    ++generation_;
+  }
+  wake_.notify_all();
+  inside_pool() = true;
+  run_chunks(*job);
+  inside_pool() = false;
+  {
+    std::unique_lock lock(mutex_);
+    finished_.wait(lock, [&] { return job->done.load(std::memory_order_acquire) == job->chunks && active_workers_ == 0; });
+    job_.reset();
+  }
+  if (job->error) std::rethrow_exception(job->error);
+}
+
+inline int default_thread_count() {
+  if (const char* env = std::getenv("MEDSEG_NUM_THREADS"); env && *env) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    require(*end == '\0' && n >= 1 && n <= 4096, [&] {
+      return ErrorInfo{.where = "environment", .field = "MEDSEG_NUM_THREADS",
+                       .expected = "a thread count from 1 to 4096", .actual = "\"" + std::string(env) + "\""};
+    });
+    return static_cast<int>(n);
+  }
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+namespace detail {
+inline std::unique_ptr<ThreadPool>& pool_slot() {
+  static std::unique_ptr<ThreadPool> pool;
+  return pool;
+}
+inline std::mutex& pool_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace detail
+
+inline ThreadPool& thread_pool() {
+  std::lock_guard lock(detail::pool_mutex());
+  auto& p = detail::pool_slot();
+  if (!p) p = std::make_unique<ThreadPool>(default_thread_count());
+  return *p;
+}
+
+inline void set_num_threads(int n) {
+  std::lock_guard lock(detail::pool_mutex());
+  auto& p = detail::pool_slot();
+  p.reset();
+  p = std::make_unique<ThreadPool>(n);
+}
+
+}  // namespace medseg

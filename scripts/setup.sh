@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs medseg's build and test dependencies from Debian's archive.
+# Idempotent and quiet: when every package is present it prints nothing and touches nothing.
+# Usage: scripts/setup.sh [--python]   (--python adds the packages the parity tests and
+# benchmarks use as peers: python3-torch, python3-scipy, python3-nibabel)
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev catch2
+  libdnnl-dev libdeflate-dev zlib1g-dev
+  clang libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes
+)
+if [[ "${1:-}" == "--python" ]]; then
+  packages+=(python3-numpy python3-scipy python3-nibabel python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+((${#missing[@]} == 0)) && exit 0
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+[[ $(id -u) -ne 0 ]] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine:
+#   1. installs the Debian packages (scripts/setup.sh),
+#   2. builds everything (CUDA translation units with nvcc when CUDA is installed) and runs
+#      every test with CTest,
+#   3. builds the CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them,
+#   4. installs the package and builds a consumer project against it (find_package).
+# Build trees go to build/ci-*; ccache keeps rebuilds quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash scripts/setup.sh --python
+
+jobs=$(nproc)
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+step() { printf '\n== %s\n' "$*"; }
+
+step "release build and tests"
+cmake -S . -B build/ci-release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null
+cmake --build build/ci-release -j "$jobs"
+ctest --test-dir build/ci-release -j "$jobs" --output-on-failure
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer build of the CPU tests"
+cmake -S . -B build/ci-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMEDSEG_SANITIZE=ON -DMEDSEG_CUDA=OFF \
+  -DMEDSEG_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
+cmake --build build/ci-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure
+
+step "install and build a consumer project against the installed package"
+rm -rf build/ci-prefix build/ci-consumer
+cmake --install build/ci-release --prefix "$root/build/ci-prefix" >/dev/null
+cmake -S tests/consumer -B build/ci-consumer -G Ninja -DCMAKE_PREFIX_PATH="$root/build/ci-prefix" "${launcher[@]}" >/dev/null
+cmake --build build/ci-consumer -j "$jobs"
+./build/ci-consumer/consumer
+"$root/build/ci-prefix/bin/medseg" --version
+
+step "examples"
+for example in build/ci-release/examples/*; do
+  [[ -x "$example" && -f "$example" ]] && "$example" >/dev/null && echo "ok: $(basename "$example")"
+done
+echo
+echo "all tests passed"

@@ -1,0 +1,52 @@
+// medseg bench [NAME] [--json] [--threads N] [--quick]
+#include <iostream>
+#include <string>
+
+#include "command.hpp"
+#include "harness.hpp"
+#include "medseg/core/error.hpp"
+#include "medseg/core/parallel.hpp"
+
+namespace medseg::tool {
+
+int bench_command(Args args) {
+  bench::Options options;
+  std::string_view name;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--json") {
+      options.json = true;
+    } else if (args[i] == "--quick") {
+      options.quick = true;
+    } else if (args[i] == "--threads" && i + 1 < args.size()) {
+      set_num_threads(std::stoi(std::string(args[++i])));
+    } else if (args[i] == "--help" || args[i] == "-h") {
+      std::cout << "usage: medseg bench [NAME] [--json] [--threads N] [--quick]\n"
+                   "Runs benchmark NAME and its peer in the same run and prints both times and the speedup\n"
+                   "(peer_ms / ours_ms). --json prints one JSON object. Without NAME, lists the benchmarks.\n"
+                   "Threads: --threads N, else MEDSEG_NUM_THREADS, else all cores.\n";
+      return 0;
+    } else if (name.empty() && !args[i].starts_with("-")) {
+      name = args[i];
+    } else {
+      throw Error{{.where = "medseg bench", .field = "argument", .expected = "NAME, --json, --threads N or --quick",
+                   .actual = "\"" + std::string(args[i]) + "\""}};
+    }
+  }
+  options.threads = num_threads();
+  if (name.empty()) {
+    std::cout << "benchmarks (medseg bench NAME [--json]):\n";
+    for (const auto& b : bench::all_benchmarks()) std::cout << "  " << b.name << "  " << b.summary << "\n";
+    return 0;
+  }
+  for (const auto& b : bench::all_benchmarks()) {
+    if (b.name != name) continue;
+    bench::report(b, options, b.run(options));
+    return 0;
+  }
+  std::string known;
+  for (const auto& b : bench::all_benchmarks()) known += (known.empty() ? "" : ", ") + std::string(b.name);
+  throw Error{{.where = "medseg bench", .field = "NAME", .expected = "one of " + known,
+               .actual = "\"" + std::string(name) + "\""}};
+}
+
+}  // namespace medseg::tool
