@@ -11,6 +11,9 @@
 namespace medseg::cuda {
 
 [[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
+  // Reset the thread's last-error slot: a reported, recoverable error (a bad argument) must not
+  // resurface from the next unrelated cudaGetLastError.
+  (void)cudaGetLastError();
   throw Error{{.where = std::string(call) + " at " + file + ":" + std::to_string(line), .field = "CUDA status",
                .expected = "cudaSuccess",
                .actual = std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)}};
