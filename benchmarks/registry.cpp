@@ -5,10 +5,12 @@
 namespace medseg::bench {
 
 std::vector<Result> run_core(const Options&);
+std::vector<Result> run_conv(const Options&);
 
 std::span<const Benchmark> all_benchmarks() {
   static const Benchmark list[] = {
       {"core", "tensor copies, fills and counter-based random numbers against NumPy", run_core},
+      {"conv", "Conv3d / ConvTranspose3d forward and forward+backward (oneDNN) against PyTorch", run_conv},
   };
   return list;
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "../backends/cpu/host_allocator.hpp"
 #include "error.hpp"
 #include "fwd.hpp"
 #include "parallel.hpp"
@@ -45,15 +46,10 @@ struct Cpu {
   /// Host buffers are 64-byte aligned: one cache line, one AVX-512 vector.
   static constexpr std::size_t alignment = 64;
 
-  static void* allocate(std::size_t bytes) {
-    const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + alignment - 1) / alignment * alignment;
-    void* p = std::aligned_alloc(alignment, rounded);
-    if (!p)
-      throw Error{{.where = "Cpu::allocate", .field = "bytes", .expected = "memory available",
-                   .actual = std::to_string(bytes) + " bytes could not be allocated"}};
-    return p;
-  }
-  static void deallocate(void* p, std::size_t) noexcept { std::free(p); }
+  /// Through the caching host allocator (backends/cpu/host_allocator.hpp): blocks are reused
+  /// by size class, so steady-state training touches no fresh pages.
+  static void* allocate(std::size_t bytes) { return host_allocator().allocate(bytes); }
+  static void deallocate(void* p, std::size_t bytes) noexcept { host_allocator().deallocate(p, bytes); }
 
   static void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
                       std::size_t rows, CopyKind kind) {
