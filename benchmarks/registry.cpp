@@ -6,11 +6,15 @@ namespace medseg::bench {
 
 std::vector<Result> run_core(const Options&);
 std::vector<Result> run_conv(const Options&);
+std::vector<Result> run_loss(const Options&);
+std::vector<Result> run_optim(const Options&);
 
 std::span<const Benchmark> all_benchmarks() {
   static const Benchmark list[] = {
       {"core", "tensor copies, fills and counter-based random numbers against NumPy", run_core},
       {"conv", "Conv3d / ConvTranspose3d forward and forward+backward (oneDNN) against PyTorch", run_conv},
+      {"loss", "CrossEntropy, Dice, DiceCE and BCE forward+backward against PyTorch autograd", run_loss},
+      {"optim", "SGD/Adam/AdamW steps and clip_grad_norm over an nnU-Net-sized UNet against torch.optim", run_optim},
   };
   return list;
 }

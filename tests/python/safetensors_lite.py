@@ -23,7 +23,7 @@ def save(path, tensors, metadata=None):
         a = tensors[name]
         if hasattr(a, "detach"):
             a = a.detach().cpu().numpy()
-        a = np.ascontiguousarray(a)
+        a = np.ascontiguousarray(a).reshape(np.shape(a))  # ascontiguousarray turns 0-d into 1-d
         raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)

@@ -25,6 +25,9 @@ template <class B = Cpu>
 struct Buffer {
   std::string path;
   Tensor<float, B> value;
+  /// The dtype PyTorch stores it as: BatchNorm's num_batches_tracked is int64 there. State
+  /// dicts convert on the way in and out (nn/state_dict.hpp).
+  DType stored_as = DType::float32;
 };
 
 template <class B = Cpu>
