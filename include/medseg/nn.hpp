@@ -1,0 +1,27 @@
+// medseg's neural-network layers in one include: the Layer concept, every layer, the
+// composition types, initialisers, state dicts and the gradient checker.
+#pragma once
+
+#include "nn/activations.hpp"
+#include "nn/batch_norm.hpp"
+#include "nn/concat.hpp"
+#include "nn/concepts.hpp"
+#include "nn/conv3d.hpp"
+#include "nn/conv_transpose3d.hpp"
+#include "nn/dropout.hpp"
+#include "nn/gradcheck.hpp"
+#include "nn/group_norm.hpp"
+#include "nn/init.hpp"
+#include "nn/instance_norm.hpp"
+#include "nn/layer_norm.hpp"
+#include "nn/linear.hpp"
+#include "nn/parameter.hpp"
+#include "nn/pooling.hpp"
+#include "nn/repeat.hpp"
+#include "nn/residual.hpp"
+#include "nn/safetensors.hpp"
+#include "nn/sequential.hpp"
+#include "nn/softmax.hpp"
+#include "nn/state_dict.hpp"
+#include "nn/unet_level.hpp"
+#include "nn/upsample.hpp"

@@ -1,0 +1,139 @@
+// BatchNorm3d (torch.nn.BatchNorm3d): per-channel normalisation with batch statistics in
+// training and running statistics in eval mode. The running averages, their momentum, the
+// unbiased variance they store and num_batches_tracked all follow PyTorch, so state dicts and
+// eval outputs match after the same training steps.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../backends/cpu/norm.hpp"
+#include "concepts.hpp"
+
+namespace medseg::nn {
+
+struct BatchNorm3dOptions {
+  std::int64_t num_features = 1;
+  double eps = 1e-5;
+  double momentum = 0.1;  // running = (1 - momentum) running + momentum batch
+  bool affine = true;
+  bool track_running_stats = true;
+};
+
+/// x [N, C, D, H, W] -> y, same shape. Parameters "weight", "bias" [C] (ones, zeros);
+/// buffers "running_mean", "running_var" [C] and "num_batches_tracked" [] (int64 on disk).
+template <class B = Cpu>
+class BatchNorm3d : public LayerBase<B> {
+ public:
+  using Options = BatchNorm3dOptions;
+  BatchNorm3d(const Options& o);  // NOLINT: implicit, as every layer
+
+  Tensor<float, B> forward(const Tensor<float, B>& x);
+  Tensor<float, B> backward(const Tensor<float, B>& dy);
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    weight_.path = join_path(p, "weight");
+    bias_.path = join_path(p, "bias");
+    running_mean_.path = join_path(p, "running_mean");
+    running_var_.path = join_path(p, "running_var");
+    batches_.path = join_path(p, "num_batches_tracked");
+  }
+  template <class F>
+  void visit_parameters(F&& f) {
+    if (o_.affine) f(weight_), f(bias_);
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    if (o_.track_running_stats) f(running_mean_), f(running_var_), f(batches_);
+  }
+
+  Parameter<B>& weight() { return weight_; }
+  Parameter<B>& bias() { return bias_; }
+  Buffer<B>& running_mean() { return running_mean_; }
+  Buffer<B>& running_var() { return running_var_; }
+
+ private:
+  Options o_;
+  Parameter<B> weight_, bias_;
+  Buffer<B> running_mean_, running_var_, batches_;
+  Tensor<float, B> x_;
+  ops::NormSets sets_;
+  ops::NormStats stats_;
+};
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+template <class B>
+BatchNorm3d<B>::BatchNorm3d(const Options& o) : o_(o) {
+  require(o.num_features >= 1 && o.eps > 0.0, [&] {
+    return ErrorInfo{.where = "BatchNorm3d", .field = "num_features/eps", .expected = "num_features >= 1 and eps > 0",
+                     .actual = str(o.num_features, ", ", o.eps)};
+  });
+  const Shape c{o.num_features};
+  weight_ = make_parameter<B>("weight", Tensor<float, B>::ones(c));
+  bias_ = make_parameter<B>("bias", Tensor<float, B>::zeros(c));
+  running_mean_ = {"running_mean", Tensor<float, B>::zeros(c)};
+  running_var_ = {"running_var", Tensor<float, B>::ones(c)};
+  batches_ = {"num_batches_tracked", Tensor<float, B>::zeros({}), DType::int64};
+}
+
+template <class B>
+Tensor<float, B> BatchNorm3d<B>::forward(const Tensor<float, B>& x) {
+  this->require_input("BatchNorm3d", x, 5, o_.num_features);
+  const Tensor<float, B> xc = x.contiguous();
+  const std::int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<std::int64_t>(n * c, 1);
+  auto y = this->output_buffer(x.shape());
+  const bool use_batch = this->training_ || !o_.track_running_stats;
+  if (!use_batch) {
+    std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
+    const float* rm = running_mean_.value.data();
+    const float* rv = running_var_.value.data();
+    for (std::int64_t k = 0; k < c; ++k) {
+      const double a = 1.0 / std::sqrt(static_cast<double>(rv[k]) + o_.eps) * (o_.affine ? weight_.value.data()[k] : 1.0f);
+      scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
+      shift[static_cast<std::size_t>(k)] = static_cast<float>((o_.affine ? bias_.value.data()[k] : 0.0f) - rm[k] * a);
+    }
+    ops::channel_affine(xc, scale, shift, y);
+    return y;
+  }
+  require(n * s > 1, [&] {
+    return ErrorInfo{.where = this->where("BatchNorm3d"), .field = "input", .expected = "more than one value per channel in training",
+                     .actual = x.shape().to_string()};
+  });
+  sets_ = ops::NormSets::batch(n, c, s);
+  auto stats = ops::normalize_forward(sets_, xc, y, o_.affine ? weight_.value.data() : nullptr,
+                                      o_.affine ? bias_.value.data() : nullptr, o_.eps);
+  if (this->training_ && o_.track_running_stats) {
+    const double m = o_.momentum, count = static_cast<double>(n * s);
+    float* rm = running_mean_.value.data();
+    float* rv = running_var_.value.data();
+    for (std::int64_t k = 0; k < c; ++k) {
+      const auto i = static_cast<std::size_t>(k);
+      rm[k] = static_cast<float>((1.0 - m) * rm[k] + m * stats.mean[i]);
+      rv[k] = static_cast<float>((1.0 - m) * rv[k] + m * stats.var[i] * count / (count - 1.0));
+    }
+    batches_.value.data()[0] += 1.0f;
+  }
+  if (this->training_) {
+    x_ = xc;
+    stats_ = std::move(stats);
+  }
+  return y;
+}
+
+template <class B>
+Tensor<float, B> BatchNorm3d<B>::backward(const Tensor<float, B>& dy) {
+  this->require_forward("BatchNorm3d", x_.defined());
+  this->require_grad_shape("BatchNorm3d", dy, x_.shape());
+  auto dx = Tensor<float, B>::empty(x_.shape());
+  ops::normalize_backward(sets_, stats_, o_.eps, x_, dy.contiguous(), dx, o_.affine ? weight_.value.data() : nullptr,
+                          o_.affine ? weight_.grad.data() : nullptr, o_.affine ? bias_.grad.data() : nullptr);
+  x_ = Tensor<float, B>();
+  return dx;
+}
+
+}  // namespace medseg::nn

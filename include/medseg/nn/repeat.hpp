@@ -1,0 +1,79 @@
+// Repeated<L>: one layer type repeated a number of times chosen at run time (a VNet stage's
+// n convolutions, nnU-Net's per-stage conv count). The count is data, the block is a type;
+// children are named "0", "1", ... like a torch.nn.Sequential of identical blocks.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "concepts.hpp"
+
+namespace medseg::nn {
+
+/// A run of layers of one type: forward applies them in order, backward in reverse.
+template <Layer L>
+class Repeated : public LayerBase<typename L::backend> {
+ public:
+  using B = typename L::backend;
+
+  explicit Repeated(std::vector<L> layers) : layers_(std::move(layers)) { set_path(""); }
+
+  Tensor<float, B> forward(const Tensor<float, B>& x) {
+    Tensor<float, B> y = x;
+    for (auto& l : layers_) y = l.forward(y);
+    return y;
+  }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+    Tensor<float, B> g = dy;
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = it->backward(g);
+    return g;
+  }
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].set_path(join_path(p, std::to_string(i)));
+  }
+  void train(bool on = true) {
+    this->training_ = on;
+    for (auto& l : layers_) l.train(on);
+  }
+  void eval() { train(false); }
+  template <class F>
+  void visit_parameters(F&& f) {
+    for (auto& l : layers_) l.visit_parameters(f);
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    for (auto& l : layers_) l.visit_buffers(f);
+  }
+
+  std::size_t size() const { return layers_.size(); }
+  L& operator[](std::size_t i) { return layers_[i]; }
+
+ private:
+  std::vector<L> layers_;
+};
+
+/// n layers made by factory(), or factory(i) when it takes the index:
+///   auto stage = repeat(3, [&] { return ConvNormAct<Cpu>{...}; });
+/// n = 0 gives the identity.
+template <class Factory>
+auto repeat(std::size_t n, Factory&& factory) {
+  if constexpr (std::is_invocable_v<Factory&, std::size_t>) {
+    using L = std::remove_cvref_t<std::invoke_result_t<Factory&, std::size_t>>;
+    std::vector<L> v;
+    v.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) v.push_back(factory(i));
+    return Repeated<L>(std::move(v));
+  } else {
+    using L = std::remove_cvref_t<std::invoke_result_t<Factory&>>;
+    std::vector<L> v;
+    v.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) v.push_back(factory());
+    return Repeated<L>(std::move(v));
+  }
+}
+
+}  // namespace medseg::nn

@@ -1,0 +1,94 @@
+// Residual<Body, Projection>: y = f(x) + x, or f(x) + P(x) when a projection (a 1x1x1 conv,
+// say) matches channels or resolution. The add's backward is a fork: dy flows into both
+// branches unchanged and their input gradients are summed. Identity lives here as well.
+#pragma once
+
+#include <string>
+#include <utility>
+
+#include "../backends/cpu/elementwise.hpp"
+#include "concepts.hpp"
+
+namespace medseg::nn {
+
+/// y = x; backward passes dy through. The default projection of Residual.
+template <class B = Cpu>
+class Identity : public LayerBase<B> {
+ public:
+  Tensor<float, B> forward(const Tensor<float, B>& x) { return x; }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) { return dy; }
+};
+
+/// y = body(x) + projection(x). Children are named "body" and "projection" unless Named
+/// (Named<"", Body> puts the body's parameters directly under the residual's path, as a
+/// PyTorch block that computes `x + self.ops(x)` names them "ops....": use Named<"ops", Body>).
+///   Residual res{repeat(3, [] { return ConvNormAct<Cpu>{...}; })};     // x + f(x)
+///   Residual proj{body, Conv3d<Cpu>{{.in_channels = 16, .out_channels = 32, .kernel = {1, 1, 1}}}};
+template <Layer Body, Layer Projection = Identity<typename Body::backend>>
+class Residual : public LayerBase<typename Body::backend> {
+ public:
+  using B = typename Body::backend;
+  static constexpr bool has_projection = !std::same_as<Projection, Identity<B>>;
+
+  explicit Residual(Body body, Projection projection = Projection())
+      : body_(std::move(body)), projection_(std::move(projection)) {
+    set_path("");
+  }
+
+  Tensor<float, B> forward(const Tensor<float, B>& x) {
+    const Tensor<float, B> f = body_.forward(x);
+    const Tensor<float, B> s = projection_.forward(x);
+    require(f.shape() == s.shape(), [&] {
+      return ErrorInfo{.where = this->where("Residual"), .field = "branch shapes",
+                       .expected = "body output equal to the " + std::string(has_projection ? "projection" : "input"),
+                       .actual = f.shape().to_string() + " vs " + s.shape().to_string(),
+                       .detail = has_projection ? "" : "add a projection when the body changes channels or size"};
+    });
+    out_shape_ = f.shape();
+    auto y = this->output_buffer(f.shape());
+    ops::add(f.contiguous(), s.contiguous(), y);
+    return y;
+  }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+    this->require_grad_shape("Residual", dy, out_shape_);
+    const Tensor<float, B> g = dy.contiguous();
+    Tensor<float, B> dx = body_.backward(g).clone();
+    ops::accumulate(dx, projection_.backward(g).contiguous());
+    return dx;
+  }
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    body_.set_path(join_path(p, child_name<Body>("body")));
+    projection_.set_path(join_path(p, child_name<Projection>("projection")));
+  }
+  void train(bool on = true) {
+    this->training_ = on;
+    body_.train(on);
+    projection_.train(on);
+  }
+  void eval() { train(false); }
+  template <class F>
+  void visit_parameters(F&& f) {
+    body_.visit_parameters(f);
+    projection_.visit_parameters(f);
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    body_.visit_buffers(f);
+    projection_.visit_buffers(f);
+  }
+
+  Body& body() { return body_; }
+  Projection& projection() { return projection_; }
+
+ private:
+  Body body_;
+  Projection projection_;
+  Shape out_shape_;
+};
+
+template <Layer Body>
+Residual(Body) -> Residual<Body, Identity<typename Body::backend>>;
+
+}  // namespace medseg::nn

@@ -1,0 +1,82 @@
+// Sequential<L...>: layers applied one after another, the structure fixed in the type. Forward
+// and backward are folds over a std::tuple, so there is no tape and no virtual call. Children
+// are named "0", "1", ... as in torch.nn.Sequential, or by Named<"name", L>.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "concepts.hpp"
+
+namespace medseg::nn {
+
+/// Layers in a row:  Sequential<Conv3d<Cpu>, GroupNorm<Cpu>, PReLU<Cpu>> block{conv_opts, norm_opts, act_opts};
+/// block.forward(x) == act(norm(conv(x))); block.backward(dy) runs them in reverse.
+/// Every child has the same backend; get<I>() reaches a child.
+/// Pitfall: `Sequential s{other_sequential}` deduces a copy of other_sequential (class
+/// template argument deduction prefers the copy); spell the type to wrap a lone Sequential.
+template <Layer First, Layer... Rest>
+class Sequential : public LayerBase<typename First::backend> {
+  static_assert((std::same_as<typename First::backend, typename Rest::backend> && ...),
+                "medseg: every layer of a Sequential must use the same backend");
+
+ public:
+  using B = typename First::backend;
+  static constexpr std::size_t size = 1 + sizeof...(Rest);
+
+  Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) { set_path(""); }
+
+  Tensor<float, B> forward(const Tensor<float, B>& x) { return forward_from<0>(x); }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) { return backward_from<size - 1>(dy); }
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    for_each_indexed([&](auto& l, std::size_t i) {
+      l.set_path(join_path(p, child_name<std::remove_cvref_t<decltype(l)>>(std::to_string(i))));
+    });
+  }
+  void train(bool on = true) {
+    this->training_ = on;
+    for_each_indexed([&](auto& l, std::size_t) { l.train(on); });
+  }
+  void eval() { train(false); }
+  template <class F>
+  void visit_parameters(F&& f) {
+    for_each_indexed([&](auto& l, std::size_t) { l.visit_parameters(f); });
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    for_each_indexed([&](auto& l, std::size_t) { l.visit_buffers(f); });
+  }
+
+  template <std::size_t I>
+  auto& get() {
+    return std::get<I>(layers_);
+  }
+
+ private:
+  template <std::size_t I>
+  Tensor<float, B> forward_from(const Tensor<float, B>& x) {
+    if constexpr (I + 1 == size)
+      return std::get<I>(layers_).forward(x);
+    else
+      return forward_from<I + 1>(std::get<I>(layers_).forward(x));
+  }
+  template <std::size_t I>
+  Tensor<float, B> backward_from(const Tensor<float, B>& dy) {
+    if constexpr (I == 0)
+      return std::get<0>(layers_).backward(dy);
+    else
+      return backward_from<I - 1>(std::get<I>(layers_).backward(dy));
+  }
+  template <class F>
+  void for_each_indexed(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(layers_), I), ...); }(std::make_index_sequence<size>{});
+  }
+
+  std::tuple<First, Rest...> layers_;
+};
+
+}  // namespace medseg::nn

@@ -1,0 +1,102 @@
+// UNetLevel: one level of a U-Net as a type, nesting to any depth through its Inner layer:
+//   e = encoder(x);  y = decoder(cat(up(inner(down(e))), e))
+// A whole U-Net is UNetLevel<..., UNetLevel<..., UNetLevel<..., Bottleneck, ...>, ...>, ...>.
+// Backward runs the same path in reverse and sums e's two gradients (skip and down path).
+#pragma once
+
+#include <string>
+#include <utility>
+
+#include "../backends/cpu/elementwise.hpp"
+#include "concepts.hpp"
+
+namespace medseg::nn {
+
+/// Order of the skip concatenation. nnU-Net concatenates (upsampled, skip); MONAI's
+/// SkipConnection concatenates (skip, upsampled).
+enum class SkipOrder { upsampled_first, skip_first };
+
+/// Children are named "encoder", "down", "inner", "up", "decoder" unless Named.
+/// Shapes: up(inner(down(e))) must have e's batch and spatial sizes; the decoder takes the
+/// sum of both channel counts.
+template <Layer Encoder, Layer Down, Layer Inner, Layer Up, Layer Decoder>
+class UNetLevel : public LayerBase<typename Encoder::backend> {
+ public:
+  using B = typename Encoder::backend;
+
+  UNetLevel(Encoder encoder, Down down, Inner inner, Up up, Decoder decoder,
+            SkipOrder order = SkipOrder::upsampled_first)
+      : encoder_(std::move(encoder)), down_(std::move(down)), inner_(std::move(inner)), up_(std::move(up)),
+        decoder_(std::move(decoder)), order_(order) {
+    set_path("");
+  }
+
+  Tensor<float, B> forward(const Tensor<float, B>& x) {
+    const Tensor<float, B> e = encoder_.forward(x);
+    const Tensor<float, B> u = up_.forward(inner_.forward(down_.forward(e)));
+    bool ok = u.rank() == e.rank() && u.size(0) == e.size(0);
+    for (int i = 2; ok && i < e.rank(); ++i) ok = u.size(i) == e.size(i);
+    require(ok, [&] {
+      return ErrorInfo{.where = this->where("UNetLevel"), .field = "upsampled path",
+                       .expected = "the skip's batch and spatial sizes, as in " + e.shape().to_string(),
+                       .actual = u.shape().to_string(),
+                       .detail = "input sizes must be divisible by the product of the down-sampling strides"};
+    });
+    skip_channels_ = e.size(1);
+    up_channels_ = u.size(1);
+    const auto c = order_ == SkipOrder::skip_first ? ops::concat_channels(e, u) : ops::concat_channels(u, e);
+    return decoder_.forward(c);
+  }
+
+  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+    const Tensor<float, B> dc = decoder_.backward(dy);
+    const std::int64_t total = skip_channels_ + up_channels_;
+    const bool skip_first = order_ == SkipOrder::skip_first;
+    const auto de = skip_first ? ops::channel_range(dc, 0, skip_channels_) : ops::channel_range(dc, up_channels_, total);
+    const auto du = skip_first ? ops::channel_range(dc, skip_channels_, total) : ops::channel_range(dc, 0, up_channels_);
+    ops::accumulate(de, down_.backward(inner_.backward(up_.backward(du))).contiguous());
+    return encoder_.backward(de);
+  }
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    encoder_.set_path(join_path(p, child_name<Encoder>("encoder")));
+    down_.set_path(join_path(p, child_name<Down>("down")));
+    inner_.set_path(join_path(p, child_name<Inner>("inner")));
+    up_.set_path(join_path(p, child_name<Up>("up")));
+    decoder_.set_path(join_path(p, child_name<Decoder>("decoder")));
+  }
+  void train(bool on = true) {
+    this->training_ = on;
+    for_each([&](auto& l) { l.train(on); });
+  }
+  void eval() { train(false); }
+  template <class F>
+  void visit_parameters(F&& f) {
+    for_each([&](auto& l) { l.visit_parameters(f); });
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    for_each([&](auto& l) { l.visit_buffers(f); });
+  }
+
+  Encoder& encoder() { return encoder_; }
+  Inner& inner() { return inner_; }
+  Decoder& decoder() { return decoder_; }
+
+ private:
+  template <class F>
+  void for_each(F&& f) {
+    f(encoder_), f(down_), f(inner_), f(up_), f(decoder_);
+  }
+
+  Encoder encoder_;
+  Down down_;
+  Inner inner_;
+  Up up_;
+  Decoder decoder_;
+  SkipOrder order_;
+  std::int64_t skip_channels_ = 0, up_channels_ = 0;
+};
+
+}  // namespace medseg::nn
