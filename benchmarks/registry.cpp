@@ -6,15 +6,23 @@ namespace medseg::bench {
 
 std::vector<Result> run_core(const Options&);
 std::vector<Result> run_conv(const Options&);
+std::vector<Result> run_preprocess(const Options&);
 std::vector<Result> run_loss(const Options&);
 std::vector<Result> run_optim(const Options&);
+std::vector<Result> run_loader(const Options&);
+std::vector<Result> run_io(const Options&);
 
 std::span<const Benchmark> all_benchmarks() {
   static const Benchmark list[] = {
       {"core", "tensor copies, fills and counter-based random numbers against NumPy", run_core},
       {"conv", "Conv3d / ConvTranspose3d forward and forward+backward (oneDNN) against PyTorch", run_conv},
+      {"preprocess", "CT preprocessing (HU window, resample orders 0/1/3, z-score, crop) against scipy.ndimage/NumPy",
+       run_preprocess},
       {"loss", "CrossEntropy, Dice, DiceCE and BCE forward+backward against PyTorch autograd", run_loss},
       {"optim", "SGD/Adam/AdamW steps and clip_grad_norm over an nnU-Net-sized UNet against torch.optim", run_optim},
+      {"loader", "samples/s through the data loader with nnU-Net's 3D augmentation against the same chain in SciPy",
+       run_loader},
+      {"io", ".nii.gz write and read throughput against nibabel", run_io},
   };
   return list;
 }

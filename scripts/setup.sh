@@ -12,7 +12,10 @@ packages=(
   clang libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes
 )
 if [[ "${1:-}" == "--python" ]]; then
-  packages+=(python3-numpy python3-scipy python3-nibabel python3-torch)
+  packages+=(python3-numpy python3-scipy python3-nibabel python3-torch
+             insighttoolkit5-examples  # ITK's MetaImage example files: tests/io golden data
+             python3-pydicom           # DICOM test files and their golden values: tests/io
+            )
 fi
 
 missing=()

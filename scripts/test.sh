@@ -4,7 +4,8 @@
 #   2. builds everything (CUDA translation units with nvcc when CUDA is installed) and runs
 #      every test with CTest,
 #   3. builds the CPU tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them,
-#   4. installs the package and builds a consumer project against it (find_package).
+#   4. fuzzes each file parser for a short fixed time (scripts/fuzz.sh),
+#   5. installs the package and builds a consumer project against it (find_package).
 # Build trees go to build/ci-*; ccache keeps rebuilds quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ cmake -S . -B build/ci-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_
 cmake --build build/ci-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure
+
+step "fuzz the file parsers (libFuzzer, 15 s per parser)"
+bash scripts/fuzz.sh 15
 
 step "install and build a consumer project against the installed package"
 rm -rf build/ci-prefix build/ci-consumer

@@ -16,5 +16,8 @@ struct Command {
 };
 
 int bench_command(Args args);
+int prepare_command(Args args);
+int info_command(Args args);
+int convert_command(Args args);
 
 }  // namespace medseg::tool

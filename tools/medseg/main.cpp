@@ -21,6 +21,11 @@ int help_command(Args);
 const Command commands[] = {
     {"bench", "run a benchmark against its peer (PyTorch, SciPy, NumPy): medseg bench [NAME] [--json]",
      bench_command},
+    {"prepare", "preprocess a raw dataset into MedicalSeg's layout: medseg prepare --config prep.json",
+     prepare_command},
+    {"info", "describe an image as JSON (shape, datatype, geometry, orientation, range): medseg info FILE",
+     info_command},
+    {"convert", "convert between .nii(.gz), .hdr/.img, .mha/.mhd and .npy: medseg convert IN OUT", convert_command},
     {"version", "print the version", version_command},
     {"help", "list the commands", help_command},
 };

@@ -1,0 +1,353 @@
+// The per-case preprocessing recipe of `medseg prepare`: a typed list of steps for the image
+// and one for the label, read from JSON the way MedicalSeg's prepare scripts list them
+// (window, resample, normalise ...), and their application to one case keeping the geometry.
+//   [{"op": "hu_window", "lo": -1250, "hi": 250}, {"op": "resample", "shape": [128, 128, 128]}]
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../io/image.hpp"
+#include "crop.hpp"
+#include "intensity.hpp"
+#include "labels.hpp"
+#include "resample.hpp"
+#include "segmentation_resample.hpp"
+
+namespace medseg::preprocess {
+
+// -- Steps: each names the op of this folder it runs --------------------------------------
+
+struct WindowStep { HuWindow window; };                                    // "hu_window": lo, hi, scale_255
+struct NormalizeStep { std::optional<float> lo{}, hi{}; };                     // "normalize": min, max (MedicalSeg)
+struct ClipMinMaxStep { float lo = 0, hi = 1; };                           // "clip_minmax": lo, hi
+struct ZScoreStep { bool nonzero = false; std::optional<Moments> stats{}; }; // "zscore": nonzero, mean + std
+/// "ct_normalize": mean, std, lower, upper; without them, the dataset fingerprint's
+/// foreground statistics (prepare computes the fingerprint first, as nnU-Net plans).
+struct CtNormalizeStep { CtStats stats{}; bool from_dataset = false; };
+/// "resample": shape [D,H,W] or spacing [x,y,z], order, grid ("corners" | "extent").
+/// Neither shape nor spacing, in the label's list: the image's final shape.
+struct ResampleStep {
+  std::optional<Extent3> shape{};
+  std::optional<io::Vec3> spacing{};
+  int order = 1;
+  std::optional<GridMode> grid{};  // default: corners for a shape (zoom), extent for a spacing
+};
+struct CropNonzeroStep {};  // "crop_nonzero": the image's nonzero box; the label reuses it
+struct PadStep { Extent3 to{}; PadMode mode = PadMode::constant; float value = 0; };  // "pad": to, mode, value
+struct RemapStep { std::vector<std::pair<std::int64_t, std::int64_t>> mapping{}; std::optional<std::int64_t> unmapped{}; };
+struct LargestComponentStep { Connectivity connectivity = Connectivity::full; ComponentsOf of = ComponentsOf::each_label; };
+struct MinVolumeStep { std::int64_t min_voxels = 0; Connectivity connectivity = Connectivity::full; };
+
+using Step = std::variant<WindowStep, NormalizeStep, ClipMinMaxStep, ZScoreStep, CtNormalizeStep, ResampleStep,
+                          CropNonzeroStep, PadStep, RemapStep, LargestComponentStep, MinVolumeStep>;
+
+/// One step from its JSON object; `where` names the list and index in errors
+/// ("prep.json: image_ops[1]").
+Step parse_step(const nlohmann::json& j, const std::string& where);
+std::vector<Step> parse_steps(const nlohmann::json& list, const std::string& where);
+
+/// One case while it is being prepared. The label is a 3-D int32 map (any label type fits).
+struct CaseData {
+  io::Image<float> image;
+  std::optional<io::Image<std::int32_t>> label;
+  std::optional<Box> crop_box;  // set by the image's crop_nonzero
+  Extent3 crop_source{};        // the image extent the box was taken from
+  std::optional<GridMode> image_grid;  // the grid of the image's last resample
+  std::optional<CtStats> dataset_ct;   // the fingerprint's, for ct_normalize without statistics
+};
+
+/// Runs the image steps from `first_image_step` on, then the label steps, on `data`. `where`
+/// names the case in errors.
+void apply_steps(CaseData& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
+                 const std::string& where, std::size_t first_image_step = 0);
+
+/// The image of a freshly read case as float, with the leading steps that fuse run fused: a
+/// window (hu_window, or normalize with bounds) followed by a resample to a shape is one pass
+/// over the raw voxels, the window inside the resample's load (bit-identical to running them
+/// one after the other, without the full-size float copies). Returns how many steps it ran.
+std::size_t load_image_fused(CaseData& data, const io::AnyImage& raw, const std::vector<Step>& image_steps);
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+
+inline Extent3 spatial_of(const Shape& s) {
+  const int r = s.rank();
+  return {s[r - 3], s[r - 2], s[r - 1]};
+}
+
+template <class V>
+V json_get(const nlohmann::json& j, const char* key, const std::string& where, const char* expected) {
+  try {
+    return j.at(key).get<V>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error{{.where = where, .field = key, .expected = expected,
+                 .actual = j.contains(key) ? j.at(key).dump() : std::string("nothing (missing)")}};
+  }
+}
+
+template <class V>
+std::optional<V> json_opt(const nlohmann::json& j, const char* key, const std::string& where, const char* expected) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return json_get<V>(j, key, where, expected);
+}
+
+inline Connectivity parse_connectivity(const nlohmann::json& j, const std::string& where) {
+  const int c = json_opt<int>(j, "connectivity", where, "6 or 26").value_or(26);
+  require(c == 6 || c == 26, [&] {
+    return ErrorInfo{.where = where, .field = "connectivity", .expected = "6 or 26", .actual = std::to_string(c)};
+  });
+  return c == 6 ? Connectivity::faces : Connectivity::full;
+}
+
+}  // namespace detail
+
+inline Step parse_step(const nlohmann::json& j, const std::string& where) {
+  using detail::json_get;
+  using detail::json_opt;
+  require(j.is_object() && j.contains("op") && j.at("op").is_string(), [&] {
+    return ErrorInfo{.where = where, .field = "op", .expected = "an object {\"op\": NAME, ...}", .actual = j.dump()};
+  });
+  const std::string op = j.at("op").get<std::string>();
+  if (op == "hu_window") {
+    HuWindow w;
+    w.lo = json_get<float>(j, "lo", where, "a number (HU)");
+    w.hi = json_get<float>(j, "hi", where, "a number (HU)");
+    w.scale_255 = json_opt<bool>(j, "scale_255", where, "true or false").value_or(false);
+    w.nan_value = json_opt<float>(j, "nan_value", where, "a number");
+    require(w.hi > w.lo, [&] {
+      return ErrorInfo{.where = where, .field = "lo, hi", .expected = "lo < hi", .actual = str(w.lo, ", ", w.hi)};
+    });
+    return WindowStep{w};
+  }
+  if (op == "normalize")
+    return NormalizeStep{json_opt<float>(j, "min", where, "a number"), json_opt<float>(j, "max", where, "a number")};
+  if (op == "clip_minmax") return ClipMinMaxStep{json_get<float>(j, "lo", where, "a number"), json_get<float>(j, "hi", where, "a number")};
+  if (op == "zscore") {
+    ZScoreStep z{json_opt<bool>(j, "nonzero", where, "true or false").value_or(false), std::nullopt};
+    if (j.contains("mean"))
+      z.stats = Moments{json_get<double>(j, "mean", where, "a number"), json_get<double>(j, "std", where, "a number"), 0};
+    return z;
+  }
+  if (op == "ct_normalize") {
+    if (!j.contains("mean")) return CtNormalizeStep{{}, true};
+    return CtNormalizeStep{{json_get<double>(j, "mean", where, "a number"), json_get<double>(j, "std", where, "a number"),
+                            json_get<double>(j, "lower", where, "a number (0.5 percentile)"),
+                            json_get<double>(j, "upper", where, "a number (99.5 percentile)")},
+                           false};
+  }
+  if (op == "resample") {
+    ResampleStep r;
+    if (auto s = json_opt<std::vector<std::int64_t>>(j, "shape", where, "[D, H, W]")) {
+      require(s->size() == 3 && (*s)[0] > 0 && (*s)[1] > 0 && (*s)[2] > 0, [&] {
+        return ErrorInfo{.where = where, .field = "shape", .expected = "3 positive extents [D, H, W]", .actual = j.at("shape").dump()};
+      });
+      r.shape = Extent3{(*s)[0], (*s)[1], (*s)[2]};
+    }
+    if (auto s = json_opt<std::vector<double>>(j, "spacing", where, "[x, y, z] in mm")) {
+      require(s->size() == 3 && (*s)[0] > 0 && (*s)[1] > 0 && (*s)[2] > 0, [&] {
+        return ErrorInfo{.where = where, .field = "spacing", .expected = "3 positive spacings [x, y, z]", .actual = j.at("spacing").dump()};
+      });
+      r.spacing = io::Vec3{(*s)[0], (*s)[1], (*s)[2]};
+    }
+    require(!(r.shape && r.spacing), [&] {
+      return ErrorInfo{.where = where, .field = "shape, spacing", .expected = "one of them", .actual = "both"};
+    });
+    r.order = json_opt<int>(j, "order", where, "0, 1 or 3").value_or(1);
+    require(r.order == 0 || r.order == 1 || r.order == 3, [&] {
+      return ErrorInfo{.where = where, .field = "order", .expected = "0, 1 or 3", .actual = std::to_string(r.order)};
+    });
+    if (auto g = json_opt<std::string>(j, "grid", where, "\"corners\" or \"extent\"")) {
+      require(*g == "corners" || *g == "extent", [&] {
+        return ErrorInfo{.where = where, .field = "grid", .expected = "\"corners\" or \"extent\"", .actual = *g};
+      });
+      r.grid = *g == "corners" ? GridMode::corners : GridMode::extent;
+    }
+    return r;
+  }
+  if (op == "crop_nonzero") return CropNonzeroStep{};
+  if (op == "pad") {
+    const auto to = json_get<std::vector<std::int64_t>>(j, "to", where, "[D, H, W]");
+    require(to.size() == 3, [&] {
+      return ErrorInfo{.where = where, .field = "to", .expected = "[D, H, W]", .actual = j.at("to").dump()};
+    });
+    const std::string mode = json_opt<std::string>(j, "mode", where, "\"constant\", \"edge\" or \"reflect\"").value_or("constant");
+    require(mode == "constant" || mode == "edge" || mode == "reflect", [&] {
+      return ErrorInfo{.where = where, .field = "mode", .expected = "\"constant\", \"edge\" or \"reflect\"", .actual = mode};
+    });
+    return PadStep{{to[0], to[1], to[2]},
+                   mode == "constant" ? PadMode::constant : mode == "edge" ? PadMode::edge : PadMode::reflect,
+                   json_opt<float>(j, "value", where, "a number").value_or(0.0f)};
+  }
+  if (op == "remap") {
+    RemapStep r;
+    const auto m = json_get<std::vector<std::vector<std::int64_t>>>(j, "mapping", where, "[[from, to], ...]");
+    for (const auto& p : m) {
+      require(p.size() == 2, [&] {
+        return ErrorInfo{.where = where, .field = "mapping", .expected = "pairs [from, to]", .actual = j.at("mapping").dump()};
+      });
+      r.mapping.emplace_back(p[0], p[1]);
+    }
+    r.unmapped = json_opt<std::int64_t>(j, "unmapped", where, "a label (the ignore label)");
+    return r;
+  }
+  if (op == "keep_largest") {
+    const std::string of = json_opt<std::string>(j, "of", where, "\"each_label\" or \"foreground\"").value_or("each_label");
+    return LargestComponentStep{detail::parse_connectivity(j, where),
+                                of == "foreground" ? ComponentsOf::foreground : ComponentsOf::each_label};
+  }
+  if (op == "remove_small")
+    return MinVolumeStep{json_get<std::int64_t>(j, "min_voxels", where, "a voxel count"), detail::parse_connectivity(j, where)};
+  throw Error{{.where = where, .field = "op",
+               .expected = "hu_window, normalize, clip_minmax, zscore, ct_normalize, resample, crop_nonzero, pad, "
+                           "remap, keep_largest or remove_small",
+               .actual = "\"" + op + "\""}};
+}
+
+inline std::vector<Step> parse_steps(const nlohmann::json& list, const std::string& where) {
+  std::vector<Step> steps;
+  if (list.is_null()) return steps;
+  require(list.is_array(), [&] {
+    return ErrorInfo{.where = where, .field = "steps", .expected = "a list of {\"op\": ...} objects", .actual = list.dump()};
+  });
+  for (std::size_t i = 0; i < list.size(); ++i) steps.push_back(parse_step(list[i], where + "[" + std::to_string(i) + "]"));
+  return steps;
+}
+
+namespace detail {
+
+inline void image_step(CaseData& c, const Step& step, const std::string& where) {
+  auto& im = c.image;
+  std::visit(
+      [&](const auto& s) {
+        using S = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<S, WindowStep>) {
+          im.voxels = hu_window(im.voxels, s.window);
+        } else if constexpr (std::is_same_v<S, NormalizeStep>) {
+          im.voxels = normalize_range(im.voxels, s.lo, s.hi);
+        } else if constexpr (std::is_same_v<S, ClipMinMaxStep>) {
+          im.voxels = clip_minmax(im.voxels, s.lo, s.hi);
+        } else if constexpr (std::is_same_v<S, ZScoreStep>) {
+          im.voxels = s.stats ? zscore(im.voxels, *s.stats) : zscore(im.voxels, s.nonzero);
+        } else if constexpr (std::is_same_v<S, CtNormalizeStep>) {
+          require(!s.from_dataset || c.dataset_ct.has_value(), [&] {
+            return ErrorInfo{.where = where, .field = "ct_normalize", .expected = "mean, std, lower and upper, or a dataset fingerprint",
+                             .actual = "neither", .detail = "medseg prepare computes the fingerprint itself"};
+          });
+          im.voxels = ct_normalize(im.voxels, s.from_dataset ? *c.dataset_ct : s.stats);
+        } else if constexpr (std::is_same_v<S, ResampleStep>) {
+          require(s.shape || s.spacing, [&] {
+            return ErrorInfo{.where = where, .field = "resample", .expected = "a shape or a spacing for the image",
+                             .actual = "neither"};
+          });
+          c.image_grid = s.grid.value_or(s.shape ? GridMode::corners : GridMode::extent);
+          if (s.shape)
+            im = resample_to_shape(im, *s.shape, {.order = s.order, .grid = *c.image_grid});
+          else
+            im = resample_to_spacing(im, *s.spacing, {.order = s.order, .grid = *c.image_grid});
+        } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
+          c.crop_source = spatial_of(im.voxels.shape());
+          c.crop_box = nonzero_box(im.voxels);
+          im = crop(im, *c.crop_box);
+        } else if constexpr (std::is_same_v<S, PadStep>) {
+          im = pad(im, padding_to(spatial_of(im.voxels.shape()), s.to), s.mode, s.value);
+        } else {
+          throw Error{{.where = where, .field = "op", .expected = "an image op", .actual = "a label-only op",
+                       .detail = "remap, keep_largest and remove_small belong in label_ops"}};
+        }
+      },
+      step);
+}
+
+inline void label_step(CaseData& c, const Step& step, const std::string& where) {
+  auto& lb = *c.label;
+  std::visit(
+      [&](const auto& s) {
+        using S = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<S, ResampleStep>) {
+          // Follow the image's grid unless told: a label must land on its image's voxels.
+          const GridMode grid = s.grid ? *s.grid
+                                : s.shape ? GridMode::corners
+                                : s.spacing ? GridMode::extent
+                                            : c.image_grid.value_or(GridMode::corners);
+          const SegmentationResampleOptions o{
+              .order = s.order, .grid = grid, .boundary = grid == GridMode::extent ? Boundary::nearest : Boundary::mirror};
+          const Extent3 in = spatial_of(lb.voxels.shape());
+          Extent3 target = spatial_of(c.image.voxels.shape());
+          if (s.shape) target = *s.shape;
+          if (s.spacing) target = shape_for_spacing(lb.geometry, in, *s.spacing);
+          lb = resample_segmentation(lb, target, o);
+        } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
+          require(c.crop_box.has_value() && spatial_of(lb.voxels.shape()) == c.crop_source, [&] {
+            return ErrorInfo{.where = where, .field = "crop_nonzero",
+                             .expected = "the image's crop_nonzero before it, on a label of the image's shape then",
+                             .actual = "label " + lb.voxels.shape().to_string()};
+          });
+          lb = crop(lb, *c.crop_box);
+        } else if constexpr (std::is_same_v<S, PadStep>) {
+          lb = pad(lb, padding_to(spatial_of(lb.voxels.shape()), s.to), s.mode, static_cast<std::int32_t>(s.value));
+        } else if constexpr (std::is_same_v<S, RemapStep>) {
+          LabelMapping<std::int32_t> m;
+          for (auto [a, b] : s.mapping) m.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
+          std::optional<std::int32_t> u;
+          if (s.unmapped) u = static_cast<std::int32_t>(*s.unmapped);
+          lb.voxels = remap_labels(lb.voxels, m, u);
+        } else if constexpr (std::is_same_v<S, LargestComponentStep>) {
+          lb.voxels = keep_largest_component(lb.voxels, s.connectivity, s.of);
+        } else if constexpr (std::is_same_v<S, MinVolumeStep>) {
+          lb.voxels = remove_small_components(lb.voxels, s.min_voxels, s.connectivity);
+        } else {
+          throw Error{{.where = where, .field = "op", .expected = "a label op (resample, crop_nonzero, pad, remap, "
+                                                                  "keep_largest, remove_small)",
+                       .actual = "an intensity op", .detail = "intensity ops belong in image_ops"}};
+        }
+      },
+      step);
+}
+
+}  // namespace detail
+
+inline std::size_t load_image_fused(CaseData& data, const io::AnyImage& raw, const std::vector<Step>& image_steps) {
+  std::optional<HuWindow> window;
+  if (!image_steps.empty()) {
+    if (const auto* w = std::get_if<WindowStep>(&image_steps[0])) window = w->window;
+    if (const auto* n = std::get_if<NormalizeStep>(&image_steps[0]); n && n->lo && n->hi && *n->hi > *n->lo)
+      window = HuWindow{.lo = *n->lo, .hi = *n->hi};
+  }
+  const ResampleStep* resample = image_steps.size() >= 2 ? std::get_if<ResampleStep>(&image_steps[1]) : nullptr;
+  const int rank = io::shape(raw).rank();
+  if (!window || !resample || !resample->shape || (rank != 3 && rank != 4)) {
+    data.image = io::image_cast<float>(raw);
+    return 0;
+  }
+  const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
+  data.image_grid = options.grid;
+  data.image = std::visit(
+      [&](const auto& im) {
+        const Extent3 in = detail::spatial_of(im.voxels.shape());
+        return io::Image<float>{resize(im.voxels, *resample->shape, options, *window),
+                                resized_geometry(im.geometry, in, *resample->shape, options.grid)};
+      },
+      raw);
+  return 2;
+}
+
+inline void apply_steps(CaseData& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
+                        const std::string& where, std::size_t first_image_step) {
+  for (std::size_t i = first_image_step; i < image_steps.size(); ++i)
+    detail::image_step(data, image_steps[i], where + ": image_ops[" + std::to_string(i) + "]");
+  if (!data.label) return;
+  for (std::size_t i = 0; i < label_steps.size(); ++i)
+    detail::label_step(data, label_steps[i], where + ": label_ops[" + std::to_string(i) + "]");
+}
+
+}  // namespace medseg::preprocess

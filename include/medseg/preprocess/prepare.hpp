@@ -1,0 +1,558 @@
+// `medseg prepare`: a raw dataset (a folder of images and labels in any format io/ reads, an
+// MSD task or an nnU-Net raw dataset) preprocessed case by case into MedicalSeg's layout
+// (images/*.npy float32, labels/*.npy, train/val/test list files, dataset.json with each
+// case's geometry), so MedicalSeg configs carry over. Parallel over cases, resumable (a case
+// whose files exist is skipped; files appear atomically), and a bad case is reported by name
+// without losing the others.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../io/format.hpp"
+#include "fingerprint.hpp"
+#include "pipeline.hpp"
+
+namespace medseg::preprocess {
+
+namespace fs = std::filesystem;
+
+/// Where the raw cases are.
+struct DatasetInput {
+  enum class Layout {
+    folders,  // images/ and labels/ folders, matched by case name ("lung_001.nii.gz")
+    msd,      // a Medical Segmentation Decathlon task: dataset.json's "training" list
+    nnunet,   // nnU-Net raw: imagesTr/CASE_0000.ext and labelsTr/CASE.ext
+  };
+  Layout layout = Layout::folders;
+  fs::path images{}, labels{};  // folders
+  fs::path root{};              // msd, nnunet
+  /// A label's name is prefix + case + suffix, compared without case: PROMISE12's
+  /// "Case00_segmentation.mhd" (suffix "_segmentation", next to the images), MRSpineSeg's
+  /// "mask_case1.nii.gz" for "Case1.nii.gz" (prefix "mask_").
+  std::string label_prefix{}, label_suffix{};
+};
+
+/// Seeded split of the cases: fractions for val and test, the rest for training.
+struct SplitConfig {
+  double val = 0.2, test = 0.0;
+  std::uint64_t seed = 0;
+};
+
+struct PrepareConfig {
+  DatasetInput input;
+  fs::path output;
+  std::vector<Step> image_steps, label_steps;
+  SplitConfig split;
+  DType label_dtype = DType::uint8;
+  nlohmann::json labels = nlohmann::json::object();  // {"0": "background", ...} for dataset.json
+  std::string name = "dataset";
+};
+
+/// The config of a prep.json; relative paths are relative to `base` (the file's folder).
+///   {"input": {"layout": "folders", "images": "raw/images", "labels": "raw/labels"},
+///    "output": "prepared", "image_ops": [...], "label_ops": [...],
+///    "split": {"val": 0.2, "test": 0.1, "seed": 0}, "label_dtype": "uint8"}
+PrepareConfig parse_prepare_config(const nlohmann::json& j, const fs::path& base, const std::string& where);
+PrepareConfig load_prepare_config(const fs::path& file);
+
+/// One raw case. A folder as image is a DICOM series.
+struct CaseSource {
+  std::string name;
+  fs::path image;
+  std::optional<fs::path> label;
+};
+
+/// The cases of `input`, sorted by name.
+std::vector<CaseSource> discover_cases(const DatasetInput& input);
+
+/// Case names in their split, from a seeded shuffle of the sorted names.
+struct Split {
+  std::vector<std::string> train, val, test;
+};
+Split split_cases(std::vector<std::string> names, const SplitConfig& config);
+
+struct CaseReport {
+  enum class Status { prepared, skipped, failed };
+  std::string name;
+  Status status = Status::failed;
+  std::string error;
+  Shape input_shape, output_shape;
+  io::Vec3 input_spacing{}, output_spacing{};
+  double ms = 0;
+};
+
+struct PrepareReport {
+  std::vector<CaseReport> cases;
+  double seconds = 0;
+  std::int64_t count(CaseReport::Status s) const;
+};
+
+/// Prepares every case (in parallel on the thread pool), then writes the list files and
+/// dataset.json over the cases that are done. `progress` (may be null) gets a progress bar.
+PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress = nullptr);
+
+/// The summary table: one row per case, then the failures with their errors.
+void print_summary(const PrepareReport& report, std::ostream& out);
+
+/// The file name of a case without its image extensions ("a.nii.gz" -> "a").
+std::string case_stem(const fs::path& path);
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+inline std::string case_stem(const fs::path& path) {
+  std::string n = path.filename().string();
+  for (const char* ext : {".nii.gz", ".nii", ".mha", ".mhd", ".hdr.gz", ".hdr", ".npy", ".dcm"})
+    if (n.size() > std::string(ext).size() && n.ends_with(ext)) return n.substr(0, n.size() - std::string(ext).size());
+  return n;
+}
+
+namespace detail {
+
+inline bool is_image_file(const fs::path& p) {
+  if (fs::is_directory(p)) return true;  // a DICOM series
+  const std::string n = p.filename().string();
+  if (n.starts_with(".")) return false;
+  for (const char* ext : {".nii.gz", ".nii", ".mha", ".mhd", ".hdr", ".hdr.gz", ".npy"})
+    if (n.ends_with(ext)) return true;
+  return false;
+}
+
+inline std::vector<fs::path> list_images(const fs::path& dir, const std::string& where) {
+  require(fs::is_directory(dir), [&] {
+    return ErrorInfo{.where = where, .field = "folder", .expected = "an existing folder", .actual = dir.string()};
+  });
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (is_image_file(e.path())) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+/// nnU-Net names channel files CASE_0000; labels are CASE.
+inline std::string without_channel(const std::string& stem) {
+  if (stem.size() > 5 && stem[stem.size() - 5] == '_' &&
+      std::all_of(stem.end() - 4, stem.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+    return stem.substr(0, stem.size() - 5);
+  return stem;
+}
+
+/// splitmix64: a small, fully specified generator, so splits are the same on every platform.
+inline std::uint64_t splitmix(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+inline void write_atomically(const fs::path& final_path, const std::function<void(const fs::path&)>& write) {
+  // Same folder (so the rename is atomic), same extension (so writers pick the format).
+  const fs::path tmp = final_path.parent_path() /
+                       (".partial-" + std::to_string(getpid()) + "-" + final_path.filename().string());
+  try {
+    write(tmp);
+    fs::rename(tmp, final_path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+inline nlohmann::json geometry_json(const io::Geometry& g, const Shape& shape) {
+  return {{"shape", std::vector<std::int64_t>(shape.begin(), shape.end())},
+          {"spacing", g.spacing},
+          {"origin", g.origin},
+          {"direction", g.direction}};
+}
+
+inline io::Vec3 vec3_of(const nlohmann::json& j) { return {j.at(0).get<double>(), j.at(1).get<double>(), j.at(2).get<double>()}; }
+
+inline Shape shape_of(const nlohmann::json& j) {
+  return Shape(j.get<std::vector<std::int64_t>>());
+}
+
+}  // namespace detail
+
+inline PrepareConfig parse_prepare_config(const nlohmann::json& j, const fs::path& base, const std::string& where) {
+  using detail::json_get;
+  using detail::json_opt;
+  PrepareConfig c;
+  auto path = [&](const std::string& p) { return fs::path(p).is_absolute() ? fs::path(p) : base / p; };
+  require(j.is_object() && j.contains("input") && j.at("input").is_object(), [&] {
+    return ErrorInfo{.where = where, .field = "input", .expected = "an object {\"layout\": ..., ...}",
+                     .actual = j.contains("input") ? j.at("input").dump() : std::string("nothing (missing)")};
+  });
+  const auto& in = j.at("input");
+  const std::string iw = where + ": input";
+  const std::string layout = json_opt<std::string>(in, "layout", iw, "\"folders\", \"msd\" or \"nnunet\"").value_or("folders");
+  if (layout == "folders") {
+    c.input.layout = DatasetInput::Layout::folders;
+    c.input.images = path(json_get<std::string>(in, "images", iw, "the folder of images"));
+    if (auto l = json_opt<std::string>(in, "labels", iw, "the folder of labels")) c.input.labels = path(*l);
+    c.input.label_prefix = json_opt<std::string>(in, "label_prefix", iw, "a file name prefix").value_or("");
+    c.input.label_suffix = json_opt<std::string>(in, "label_suffix", iw, "a file name suffix").value_or("");
+  } else if (layout == "msd" || layout == "nnunet") {
+    c.input.layout = layout == "msd" ? DatasetInput::Layout::msd : DatasetInput::Layout::nnunet;
+    c.input.root = path(json_get<std::string>(in, "root", iw, "the dataset's folder"));
+  } else {
+    throw Error{{.where = iw, .field = "layout", .expected = "\"folders\", \"msd\" or \"nnunet\"", .actual = "\"" + layout + "\""}};
+  }
+  c.output = path(json_get<std::string>(j, "output", where, "the output folder"));
+  c.image_steps = parse_steps(j.value("image_ops", nlohmann::json()), where + ": image_ops");
+  c.label_steps = parse_steps(j.value("label_ops", nlohmann::json()), where + ": label_ops");
+  if (j.contains("split")) {
+    const auto& s = j.at("split");
+    const std::string sw = where + ": split";
+    c.split.val = json_opt<double>(s, "val", sw, "a fraction in [0, 1]").value_or(0.2);
+    c.split.test = json_opt<double>(s, "test", sw, "a fraction in [0, 1]").value_or(0.0);
+    c.split.seed = json_opt<std::uint64_t>(s, "seed", sw, "a non-negative integer").value_or(0);
+    require(c.split.val >= 0 && c.split.test >= 0 && c.split.val + c.split.test <= 1, [&] {
+      return ErrorInfo{.where = sw, .field = "val, test", .expected = "fractions that sum to at most 1",
+                       .actual = str(c.split.val, ", ", c.split.test)};
+    });
+  }
+  if (auto t = json_opt<std::string>(j, "label_dtype", where, "uint8, int16, int32 or int64")) {
+    c.label_dtype = parse_dtype(*t);
+    require(c.label_dtype == DType::uint8 || c.label_dtype == DType::int16 || c.label_dtype == DType::int32 ||
+                c.label_dtype == DType::int64,
+            [&] {
+              return ErrorInfo{.where = where, .field = "label_dtype", .expected = "uint8, int16, int32 or int64", .actual = *t};
+            });
+  }
+  if (j.contains("labels")) c.labels = j.at("labels");
+  c.name = json_opt<std::string>(j, "name", where, "a name").value_or(c.output.filename().string());
+  return c;
+}
+
+inline PrepareConfig load_prepare_config(const fs::path& file) {
+  std::ifstream in(file);
+  require(in.good(), [&] {
+    return ErrorInfo{.where = "medseg prepare", .field = "--config", .expected = "a readable JSON file", .actual = file.string()};
+  });
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error{{.where = file.string(), .field = "JSON", .expected = "valid JSON", .actual = "a syntax error", .detail = e.what()}};
+  }
+  return parse_prepare_config(j, file.parent_path(), file.string());
+}
+
+inline std::vector<CaseSource> discover_cases(const DatasetInput& input) {
+  std::vector<CaseSource> cases;
+  if (input.layout == DatasetInput::Layout::msd) {
+    const fs::path json_path = input.root / "dataset.json";
+    std::ifstream f(json_path);
+    require(f.good(), [&] {
+      return ErrorInfo{.where = "medseg prepare", .field = "MSD dataset.json", .expected = "a readable file",
+                       .actual = json_path.string()};
+    });
+    const auto j = nlohmann::json::parse(f);
+    for (const auto& t : j.at("training")) {
+      const fs::path image = input.root / t.at("image").get<std::string>();
+      cases.push_back({case_stem(image), image, input.root / t.at("label").get<std::string>()});
+    }
+  } else {
+    const bool nnunet = input.layout == DatasetInput::Layout::nnunet;
+    const fs::path images = nnunet ? input.root / "imagesTr" : input.images;
+    const fs::path labels = nnunet ? input.root / "labelsTr" : input.labels;
+    std::vector<fs::path> label_files;
+    if (!labels.empty() && fs::is_directory(labels)) label_files = detail::list_images(labels, "medseg prepare: labels");
+    else if (!input.label_prefix.empty() || !input.label_suffix.empty())
+      label_files = detail::list_images(images, "medseg prepare: images");
+    auto lower = [](std::string t) {
+      for (auto& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      return t;
+    };
+    const std::string prefix = lower(input.label_prefix), suffix = lower(input.label_suffix);
+    auto is_label_name = [&](const std::string& stem) {
+      const std::string l = lower(stem);
+      return (!prefix.empty() || !suffix.empty()) && l.starts_with(prefix) && l.ends_with(suffix) &&
+             l.size() > prefix.size() + suffix.size();
+    };
+    for (const auto& image : detail::list_images(images, "medseg prepare: images")) {
+      const std::string stem = case_stem(image);
+      const bool labels_here = labels.empty() || (fs::exists(labels) && fs::equivalent(images, labels));
+      if (labels_here && is_label_name(stem)) continue;  // a label stored next to its image
+      const std::string name = detail::without_channel(stem);
+      if (nnunet && stem.substr(name.size()) != "_0000" ) continue;  // other channels of the same case
+      CaseSource c{name, image, std::nullopt};
+      for (const auto& l : label_files) {
+        const std::string ls = lower(case_stem(l));
+        if (ls == prefix + lower(name) + suffix || ls == prefix + lower(stem) + suffix) c.label = l;
+      }
+      cases.push_back(c);
+    }
+  }
+  std::sort(cases.begin(), cases.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return cases;
+}
+
+inline Split split_cases(std::vector<std::string> names, const SplitConfig& config) {
+  std::sort(names.begin(), names.end());
+  std::uint64_t state = config.seed;
+  for (std::size_t i = names.size(); i > 1; --i)  // Fisher-Yates
+    std::swap(names[i - 1], names[detail::splitmix(state) % i]);
+  const auto n = static_cast<double>(names.size());
+  const auto n_test = static_cast<std::size_t>(std::llround(n * config.test));
+  const auto n_val = std::min(names.size() - n_test, static_cast<std::size_t>(std::llround(n * config.val)));
+  Split s;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    (i < n_test ? s.test : i < n_test + n_val ? s.val : s.train).push_back(names[i]);
+  for (auto* v : {&s.train, &s.val, &s.test}) std::sort(v->begin(), v->end());
+  return s;
+}
+
+inline std::int64_t PrepareReport::count(CaseReport::Status s) const {
+  return std::count_if(cases.begin(), cases.end(), [&](const auto& c) { return c.status == s; });
+}
+
+namespace detail {
+
+/// Prepares one case and writes its files; the case's meta file goes last and marks it done.
+inline nlohmann::json prepare_case(const PrepareConfig& config, const CaseSource& src, CaseReport& report,
+                                   const std::optional<CtStats>& dataset_ct) {
+  const std::string where = "case " + src.name;
+  CaseData data{{}, std::nullopt, std::nullopt, {}, std::nullopt, dataset_ct};
+  std::size_t done_steps = 0;
+  io::Geometry original_geometry;
+  {
+    const io::AnyImage raw = io::read_image(src.image);  // freed once the image is float
+    original_geometry = io::geometry(raw);
+    report.input_shape = io::shape(raw);
+    report.input_spacing = io::geometry(raw).spacing;
+    if (src.label) {
+      data.label = io::image_cast<std::int32_t>(io::read_image(*src.label));
+      require(data.label->voxels.shape() == io::shape(raw), [&] {
+        return ErrorInfo{.where = where, .field = "label shape", .expected = io::shape(raw).to_string() + " (the image's)",
+                         .actual = data.label->voxels.shape().to_string() + " in " + src.label->string()};
+      });
+    }
+    done_steps = load_image_fused(data, raw, config.image_steps);
+  }
+  const nlohmann::json original = geometry_json(original_geometry, report.input_shape);
+  apply_steps(data, config.image_steps, config.label_steps, where, done_steps);
+  report.output_shape = data.image.voxels.shape();
+  report.output_spacing = data.image.geometry.spacing;
+
+  const fs::path image_out = config.output / "images" / (src.name + ".npy");
+  write_atomically(image_out, [&](const fs::path& p) { io::write_image(data.image, p); });
+  nlohmann::json meta = {{"name", src.name},
+                         {"source_image", src.image.string()},
+                         {"image", "images/" + src.name + ".npy"},
+                         {"original", original},
+                         {"prepared", geometry_json(data.image.geometry, data.image.voxels.shape())}};
+  if (data.label) {
+    const fs::path label_out = config.output / "labels" / (src.name + ".npy");
+    const io::AnyImage label = visit_dtype(config.label_dtype, [&](auto tag) -> io::AnyImage {
+      using L = decltype(tag);
+      return io::Image<L>{data.label->voxels.template astype<L>(), data.label->geometry};
+    });
+    write_atomically(label_out, [&](const fs::path& p) { io::write_image(label, p); });
+    meta["label"] = "labels/" + src.name + ".npy";
+    meta["source_label"] = src.label->string();
+  }
+  write_atomically(config.output / "meta" / (src.name + ".json"), [&](const fs::path& p) { std::ofstream(p) << meta.dump(2); });
+  return meta;
+}
+
+/// The fingerprint of the cases (written to fingerprint.json, read back on a rerun).
+inline CtStats dataset_ct_stats(const PrepareConfig& config, const std::vector<CaseSource>& cases) {
+  const fs::path file = config.output / "fingerprint.json";
+  if (fs::exists(file)) {
+    std::ifstream f(file);
+    const auto j = nlohmann::json::parse(f).at("foreground_intensity_properties_per_channel").at("0");
+    return {j.at("mean").get<double>(), j.at("std").get<double>(), j.at("percentile_00_5").get<double>(),
+            j.at("percentile_99_5").get<double>()};
+  }
+  std::vector<CaseFingerprint> prints(cases.size());
+  std::vector<char> ok(cases.size(), 0);
+  parallel_for(0, static_cast<std::int64_t>(cases.size()), 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const auto& c = cases[static_cast<std::size_t>(i)];
+      try {  // a case that cannot be read fails later, by name, in its own row
+        const auto image = io::image_cast<float>(io::read_image(c.image));
+        std::optional<io::Image<std::int32_t>> label;
+        if (c.label) label = io::image_cast<std::int32_t>(io::read_image(*c.label));
+        prints[static_cast<std::size_t>(i)] = fingerprint_case(image, label ? &*label : nullptr,
+                                                               10'000'000 / static_cast<std::int64_t>(cases.size()));
+        ok[static_cast<std::size_t>(i)] = 1;
+      } catch (const std::exception&) {
+      }
+    }
+  });
+  std::vector<CaseFingerprint> good;
+  for (std::size_t i = 0; i < cases.size(); ++i)
+    if (ok[i]) good.push_back(std::move(prints[i]));
+  const DatasetFingerprint d = summarize_fingerprints(good);
+  write_atomically(file, [&](const fs::path& p) { std::ofstream(p) << d.to_json().dump(2); });
+  return d.ct_stats();
+}
+
+inline void draw_progress(std::ostream& out, std::int64_t done, std::int64_t total, double elapsed) {
+  constexpr int width = 30;
+  const int filled = total ? static_cast<int>(width * done / total) : width;
+  const double eta = done ? elapsed / static_cast<double>(done) * static_cast<double>(total - done) : 0;
+  std::ostringstream line;
+  line << "\r[" << std::string(static_cast<std::size_t>(filled), '#') << std::string(static_cast<std::size_t>(width - filled), '.')
+       << "] " << done << "/" << total << " cases, " << std::fixed << std::setprecision(1) << elapsed << " s";
+  if (done < total && done > 0) line << ", ETA " << eta << " s";
+  out << line.str() << (done == total ? "\n" : "") << std::flush;
+}
+
+}  // namespace detail
+
+inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress) {
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  const auto cases = discover_cases(config.input);
+  require(!cases.empty(), [&] {
+    return ErrorInfo{.where = "medseg prepare", .field = "input", .expected = "at least one image",
+                     .actual = "none found in " + (config.input.layout == DatasetInput::Layout::folders
+                                                       ? config.input.images.string() : config.input.root.string())};
+  });
+  for (const char* sub : {"images", "labels", "meta"}) fs::create_directories(config.output / sub);
+
+  // The dataset fingerprint, when a step needs dataset statistics (kept for reruns).
+  std::optional<CtStats> dataset_ct;
+  const bool needs_fingerprint = std::any_of(config.image_steps.begin(), config.image_steps.end(), [](const Step& s) {
+    const auto* c = std::get_if<CtNormalizeStep>(&s);
+    return c && c->from_dataset;
+  });
+  if (needs_fingerprint) dataset_ct = detail::dataset_ct_stats(config, cases);
+
+  PrepareReport report;
+  report.cases.resize(cases.size());
+  std::vector<nlohmann::json> metas(cases.size());
+  std::mutex mutex;
+  std::int64_t done = 0;
+  if (progress) detail::draw_progress(*progress, 0, static_cast<std::int64_t>(cases.size()), 0);
+  // One case per task: the ops inside run serially on their worker (the pool does not nest),
+  // which is the efficient split when there are more cases than threads.
+  parallel_for(0, static_cast<std::int64_t>(cases.size()), 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const auto& src = cases[static_cast<std::size_t>(i)];
+      auto& r = report.cases[static_cast<std::size_t>(i)];
+      r.name = src.name;
+      const auto t0 = std::chrono::steady_clock::now();
+      const fs::path meta_path = config.output / "meta" / (src.name + ".json");
+      try {
+        if (fs::exists(meta_path)) {  // finished by an earlier run
+          std::ifstream f(meta_path);
+          metas[static_cast<std::size_t>(i)] = nlohmann::json::parse(f);
+          const auto& m = metas[static_cast<std::size_t>(i)];
+          r.status = CaseReport::Status::skipped;
+          r.input_shape = detail::shape_of(m.at("original").at("shape"));
+          r.output_shape = detail::shape_of(m.at("prepared").at("shape"));
+          r.input_spacing = detail::vec3_of(m.at("original").at("spacing"));
+          r.output_spacing = detail::vec3_of(m.at("prepared").at("spacing"));
+        } else {
+          metas[static_cast<std::size_t>(i)] = detail::prepare_case(config, src, r, dataset_ct);
+          r.status = CaseReport::Status::prepared;
+        }
+      } catch (const std::exception& ex) {
+        r.status = CaseReport::Status::failed;
+        r.error = ex.what();
+      }
+      r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      std::lock_guard lock(mutex);
+      ++done;
+      if (progress) detail::draw_progress(*progress, done, static_cast<std::int64_t>(cases.size()), seconds());
+    }
+  });
+
+  // Lists and dataset.json over the cases that are done, in their seeded split.
+  std::vector<std::string> ok;
+  for (std::size_t i = 0; i < cases.size(); ++i)
+    if (report.cases[i].status != CaseReport::Status::failed) ok.push_back(cases[i].name);
+  std::vector<std::string> all;
+  for (const auto& c : cases) all.push_back(c.name);
+  const Split split = split_cases(all, config.split);
+  auto meta_of = [&](const std::string& name) -> const nlohmann::json& {
+    for (std::size_t i = 0; i < cases.size(); ++i)
+      if (cases[i].name == name) return metas[i];
+    return metas.front();
+  };
+  auto is_ok = [&](const std::string& n) { return std::find(ok.begin(), ok.end(), n) != ok.end(); };
+  nlohmann::json dataset = {{"name", config.name}, {"labels", config.labels}, {"tensorImageSize", "3D"}};
+  for (const auto& [list, names] : {std::pair{"train", &split.train}, std::pair{"val", &split.val}, std::pair{"test", &split.test}}) {
+    const std::string file = std::string(list) + "_list.txt";
+    nlohmann::json entries = nlohmann::json::array();
+    detail::write_atomically(config.output / file, [&](const fs::path& p) {
+      std::ofstream f(p);
+      for (const auto& n : *names) {
+        if (!is_ok(n)) continue;
+        const auto& m = meta_of(n);
+        f << m.at("image").get<std::string>();
+        if (m.contains("label")) f << " " << m.at("label").get<std::string>();
+        f << "\n";
+        nlohmann::json e = {{"image", m.at("image")}};
+        if (m.contains("label")) e["label"] = m.at("label");
+        entries.push_back(e);
+      }
+    });
+    dataset[std::string(list == std::string("train") ? "training" : list)] = entries;
+  }
+  nlohmann::json per_case = nlohmann::json::object();
+  for (const auto& n : ok) {
+    const auto& m = meta_of(n);
+    per_case[n] = {{"original", m.at("original")}, {"prepared", m.at("prepared")}};
+  }
+  dataset["numTraining"] = dataset["training"].size();
+  dataset["cases"] = per_case;
+  for (const auto& s : config.image_steps)
+    if (const auto* r = std::get_if<ResampleStep>(&s)) {
+      if (r->shape) dataset["resample"] = {{"shape", *r->shape}, {"order", r->order}};
+      if (r->spacing) dataset["resample"] = {{"spacing", *r->spacing}, {"order", r->order}};
+    }
+  detail::write_atomically(config.output / "dataset.json", [&](const fs::path& p) { std::ofstream(p) << dataset.dump(2); });
+  report.seconds = seconds();
+  return report;
+}
+
+inline void print_summary(const PrepareReport& report, std::ostream& out) {
+  auto shape_text = [](const Shape& s) { return s.rank() ? s.to_string() : std::string("-"); };
+  auto spacing_text = [](const io::Vec3& v) {
+    std::ostringstream o;
+    o << std::setprecision(3) << v[0] << "x" << v[1] << "x" << v[2];
+    return o.str();
+  };
+  out << std::left << std::setw(24) << "case" << std::setw(10) << "status" << std::setw(18) << "shape in"
+      << std::setw(18) << "shape out" << std::setw(22) << "spacing out (mm)" << std::right << std::setw(10) << "ms" << "\n";
+  for (const auto& c : report.cases) {
+    const char* status = c.status == CaseReport::Status::prepared ? "prepared"
+                         : c.status == CaseReport::Status::skipped ? "skipped" : "FAILED";
+    out << std::left << std::setw(24) << c.name << std::setw(10) << status << std::setw(18) << shape_text(c.input_shape)
+        << std::setw(18) << shape_text(c.output_shape) << std::setw(22)
+        << (c.status == CaseReport::Status::failed ? std::string("-") : spacing_text(c.output_spacing)) << std::right
+        << std::setw(10) << std::fixed << std::setprecision(1) << c.ms << "\n";
+  }
+  out << report.count(CaseReport::Status::prepared) << " prepared, " << report.count(CaseReport::Status::skipped)
+      << " skipped (done before), " << report.count(CaseReport::Status::failed) << " failed, in " << std::fixed
+      << std::setprecision(2) << report.seconds << " s\n";
+  for (const auto& c : report.cases)
+    if (c.status == CaseReport::Status::failed) out << "  " << c.name << ": " << c.error << "\n";
+}
+
+}  // namespace medseg::preprocess

@@ -1,0 +1,128 @@
+// The whole-voxel box copy every crop and pad reduces to: a box of the volume that may
+// start before it or run past its end, with the outside read as a fill value. Shared by the
+// crops of crop.hpp and the exact (nothing fired) path of the spatial transform.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "concepts.hpp"
+
+namespace medseg::transforms {
+
+/// The box [begin, begin + size) of x [C,D,H,W]; begin may be negative and the box may pass
+/// the end: voxels outside x read `fill`.
+template <class T>
+Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& size, T fill = T(0));
+/// The same box of image and label.
+template <class L>
+void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size);
+
+/// Where a patch of `size` may start along an axis of extent n: [0, n - size] when it fits,
+/// else the single centred start -(size - n) / 2 (the patch is padded evenly).
+inline std::array<std::int64_t, 2> start_range(std::int64_t n, std::int64_t size) {
+  if (n >= size) return {0, n - size};
+  const std::int64_t s = -((size - n) / 2);
+  return {s, s};
+}
+
+/// Where nnU-Net's sampler puts a patch of `size`: with probability foreground_fraction
+/// centred on a voxel of a foreground class (a class > 0 present in the label, chosen
+/// uniformly, then one of its voxels uniformly; clamped to start_range), else uniformly at
+/// random within start_range. Shared by ForegroundCrop and the fused SpatialTransform.
+template <class L>
+Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng);
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+template <class T>
+Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& size, T fill) {
+  require(x.rank() == 4 && x.is_contiguous(), [&] {
+    return ErrorInfo{.where = "transforms::crop_or_pad", .field = "x", .expected = "a contiguous [C,D,H,W] tensor",
+                     .actual = x.layout().to_string()};
+  });
+  require(size[0] > 0 && size[1] > 0 && size[2] > 0, [&] {
+    return ErrorInfo{.where = "transforms::crop_or_pad", .field = "size", .expected = "three positive extents",
+                     .actual = index3_text(size)};
+  });
+  const std::int64_t channels = x.size(0), d = x.size(1), h = x.size(2), w = x.size(3);
+  auto out = Tensor<T>::empty({channels, size[0], size[1], size[2]});
+  const T* in = x.data();
+  T* o = out.data();
+  // The part of each output row that lies inside x: [x_lo, x_hi) in output coordinates.
+  const std::int64_t x_lo = std::clamp<std::int64_t>(-begin[2], 0, size[2]);
+  const std::int64_t x_hi = std::clamp<std::int64_t>(w - begin[2], x_lo, size[2]);
+  parallel_for(0, channels * size[0] * size[1], 16, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b; r < e; ++r) {
+      const std::int64_t c = r / (size[0] * size[1]);
+      const std::int64_t z = (r / size[1]) % size[0] + begin[0], y = r % size[1] + begin[1];
+      T* row = o + r * size[2];
+      if (z < 0 || z >= d || y < 0 || y >= h) {
+        std::fill(row, row + size[2], fill);
+        continue;
+      }
+      const T* src = in + ((c * d + z) * h + y) * w + begin[2];
+      std::fill(row, row + x_lo, fill);
+      std::copy(src + x_lo, src + x_hi, row + x_lo);
+      std::fill(row + x_hi, row + size[2], fill);
+    }
+  });
+  return out;
+}
+
+template <class L>
+void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size) {
+  check_sample(s, "transforms::crop_or_pad");
+  s.image = crop_or_pad(s.image, begin, size, 0.0f);
+  if (s.label.defined()) s.label = crop_or_pad(s.label, begin, size, L(0));
+}
+
+template <class L>
+Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng) {
+  const Index3 n = s.spatial();
+  const bool force = rng.bernoulli(foreground_fraction) && s.label.defined();
+  const std::uint32_t class_pick = rng.next_u32();
+  const std::uint32_t voxel_pick = rng.next_u32();
+  Index3 begin{};
+  for (int k = 0; k < 3; ++k) {
+    const auto r = start_range(n[k], size[k]);
+    begin[k] = r[0] + static_cast<std::int64_t>(rng.below(static_cast<std::uint32_t>(r[1] - r[0] + 1)));
+  }
+  if (force) {
+    // Count voxels per class, choose a present foreground class, then its voxel_pick-th voxel.
+    const L* l = s.label.data();
+    const std::int64_t total = s.label.numel();
+    std::vector<std::int64_t> counts;
+    for (std::int64_t i = 0; i < total; ++i) {
+      const auto id = static_cast<std::int64_t>(l[i]);
+      if (id <= 0) continue;
+      if (static_cast<std::size_t>(id) >= counts.size()) counts.resize(static_cast<std::size_t>(id) + 1, 0);
+      ++counts[static_cast<std::size_t>(id)];
+    }
+    std::vector<L> present;
+    for (std::size_t id = 1; id < counts.size(); ++id)
+      if (counts[id] > 0) present.push_back(static_cast<L>(id));
+    if (!present.empty()) {
+      const L cls = present[static_cast<std::size_t>((static_cast<std::uint64_t>(class_pick) * present.size()) >> 32)];
+      const auto target = static_cast<std::int64_t>(
+          (static_cast<std::uint64_t>(voxel_pick) * static_cast<std::uint64_t>(counts[static_cast<std::size_t>(cls)])) >> 32);
+      std::int64_t seen = 0, at = 0;
+      for (std::int64_t i = 0; i < total; ++i)
+        if (l[i] == cls && seen++ == target) {
+          at = i;
+          break;
+        }
+      const Index3 voxel{at / (n[1] * n[2]), (at / n[2]) % n[1], at % n[2]};
+      for (int k = 0; k < 3; ++k) {
+        const auto r = start_range(n[k], size[k]);
+        begin[k] = std::clamp(voxel[k] - size[k] / 2, r[0], r[1]);
+      }
+    }
+  }
+  return begin;
+}
+
+}  // namespace medseg::transforms

@@ -1,0 +1,170 @@
+// Patch selection: random, centre and foreground-oversampled crops (nnU-Net forces a third
+// of its patches to contain foreground, which is what makes small structures learnable),
+// padding to a minimum size, and MedicalSeg's RandomResizedCrop3D. Crops copy whole voxels,
+// so image and label stay exactly aligned; regions outside the volume read 0.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "box.hpp"
+#include "concepts.hpp"
+#include "spatial.hpp"
+
+namespace medseg::transforms {
+
+/// A patch of `size` at a uniformly random position (padded when the volume is smaller).
+struct RandomCrop {
+  Index3 size{};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// The central patch of `size` (padded when the volume is smaller).
+struct CenterCrop {
+  Index3 size{};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// Pads with 0 (label 0) to at least `size` per axis, half before and the rest after (nnU-Net).
+struct PadToSize {
+  Index3 size{};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// nnU-Net's patch sampler: with probability foreground_fraction the patch is centred on a
+/// voxel of a foreground class (a class > 0 present in the label, chosen uniformly, then one
+/// of its voxels uniformly), else placed uniformly at random. nnU-Net v2 oversamples 33%
+/// (its probabilistic variant; the default forces the last third of each batch instead).
+/// A sample with no foreground gets a random patch.
+struct ForegroundCrop {
+  Index3 size{};
+  float foreground_fraction = 0.33f;
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// MedicalSeg's RandomResizedCrop3D: a box of every slice (all of D) whose H x W area is
+/// scale times the slice area and whose W/H ratio is log-uniform in `ratio` (10 tries, then
+/// the largest centred box of clamped ratio, as torchvision), resized to `size` as
+/// scipy.ndimage.zoom does (corner-aligned); image linear, label nearest.
+struct RandomResizedCrop3D {
+  Index3 size{128, 128, 128};
+  Range scale{0.8f, 1.2f};
+  Range ratio{3.0f / 4.0f, 4.0f / 3.0f};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+inline void check_size(const Index3& size, const char* where) {
+  require(size[0] > 0 && size[1] > 0 && size[2] > 0, [&] {
+    return ErrorInfo{.where = where, .field = "size", .expected = "three positive extents", .actual = index3_text(size)};
+  });
+}
+/// Uniform integer in [lo, hi].
+inline std::int64_t uniform_int(RandomStream& rng, std::int64_t lo, std::int64_t hi) {
+  return lo + static_cast<std::int64_t>(rng.below(static_cast<std::uint32_t>(hi - lo + 1)));
+}
+}  // namespace detail
+
+template <class L>
+void RandomCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomCrop");
+  detail::check_size(size, "transforms::RandomCrop");
+  const Index3 n = s.spatial();
+  Index3 begin{};
+  for (int k = 0; k < 3; ++k) {
+    const auto r = start_range(n[k], size[k]);
+    begin[k] = detail::uniform_int(rng, r[0], r[1]);
+  }
+  crop_or_pad(s, begin, size);
+}
+
+template <class L>
+void CenterCrop::apply(BasicSample<L>& s, RandomStream&) const {
+  check_sample(s, "transforms::CenterCrop");
+  detail::check_size(size, "transforms::CenterCrop");
+  const Index3 n = s.spatial();
+  Index3 begin{};
+  for (int k = 0; k < 3; ++k) begin[k] = n[k] >= size[k] ? (n[k] - size[k]) / 2 : start_range(n[k], size[k])[0];
+  crop_or_pad(s, begin, size);
+}
+
+template <class L>
+void PadToSize::apply(BasicSample<L>& s, RandomStream&) const {
+  check_sample(s, "transforms::PadToSize");
+  const Index3 n = s.spatial();
+  if (n[0] >= size[0] && n[1] >= size[1] && n[2] >= size[2]) return;
+  Index3 begin{}, out{};
+  for (int k = 0; k < 3; ++k) {
+    out[k] = std::max(n[k], size[k]);
+    begin[k] = -((out[k] - n[k]) / 2);
+  }
+  crop_or_pad(s, begin, out);
+}
+
+template <class L>
+void ForegroundCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::ForegroundCrop");
+  detail::check_size(size, "transforms::ForegroundCrop");
+  crop_or_pad(s, patch_start(s, size, foreground_fraction, rng), size);
+}
+
+template <class L>
+void RandomResizedCrop3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomResizedCrop3D");
+  detail::check_size(size, "transforms::RandomResizedCrop3D");
+  const Index3 n = s.spatial();
+  const double height = static_cast<double>(n[1]), width = static_cast<double>(n[2]), area = height * width;
+  std::int64_t top = 0, left = 0, h = n[1], w = n[2];
+  bool found = false;
+  for (int attempt = 0; attempt < 10 && !found; ++attempt) {
+    const double target = scale.draw(rng) * area;
+    const double aspect = std::exp(rng.uniform(std::log(ratio.low), std::log(ratio.high)));
+    const auto tw = static_cast<std::int64_t>(std::lround(std::sqrt(target * aspect)));
+    const auto th = static_cast<std::int64_t>(std::lround(std::sqrt(target / aspect)));
+    if (tw > 0 && tw <= n[2] && th > 0 && th <= n[1]) {
+      h = th;
+      w = tw;
+      top = detail::uniform_int(rng, 0, n[1] - h);
+      left = detail::uniform_int(rng, 0, n[2] - w);
+      found = true;
+    }
+  }
+  if (!found) {  // torchvision's fallback: the whole slice at a clamped ratio, centred
+    const double in_ratio = width / height;
+    if (in_ratio < ratio.low) {
+      w = n[2];
+      h = static_cast<std::int64_t>(std::lround(width / ratio.low));
+    } else if (in_ratio > ratio.high) {
+      h = n[1];
+      w = static_cast<std::int64_t>(std::lround(height * ratio.high));
+    }
+    h = std::clamp<std::int64_t>(h, 1, n[1]);
+    w = std::clamp<std::int64_t>(w, 1, n[2]);
+    top = (n[1] - h) / 2;
+    left = (n[2] - w) / 2;
+  }
+  // scipy.ndimage.zoom (grid_mode False): output o reads input begin + o * (n_in - 1) / (n_out - 1).
+  const Index3 box{n[0], h, w}, box_begin{0, top, left};
+  SamplingGrid grid;
+  grid.out_size = size;
+  double ratio_axis[3];
+  for (int k = 0; k < 3; ++k) {
+    ratio_axis[k] = size[k] > 1 ? static_cast<double>(box[k] - 1) / static_cast<double>(size[k] - 1) : 0.0;
+    grid.out_center[k] = 0;
+    grid.in_center[k] = static_cast<double>(box_begin[k]);
+  }
+  grid.matrix = Mat3::diagonal(ratio_axis[0], ratio_axis[1], ratio_axis[2]);
+  resample(s, grid, ImageInterpolation::linear, LabelInterpolation::nearest);
+}
+
+}  // namespace medseg::transforms

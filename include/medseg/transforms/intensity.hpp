@@ -1,0 +1,257 @@
+// Intensity augmentations (nnU-Net v2's default set: Gaussian noise, Gaussian blur,
+// multiplicative brightness, contrast, gamma with invert and retain-stats) and MedicalSeg's
+// normalisation. They touch only the image; the label passes through unchanged. Per-voxel
+// noise is indexed by voxel in its own stream, so it does not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "concepts.hpp"
+#include "filter.hpp"
+
+namespace medseg::transforms {
+
+/// With probability p: x + N(0, sigma^2) per voxel, sigma uniform in `sigma` (one for all
+/// channels). batchgenerators' augment_gaussian_noise draws this number as "variance" and
+/// uses it as the standard deviation; so do we.
+struct GaussianNoise {
+  float p = 0.1f;
+  Range sigma{0.0f, 0.1f};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// With probability p, each channel with probability p_per_channel blurred with a sigma drawn
+/// per axis from `sigma` (SciPy's gaussian_filter, truncate 4, 'reflect').
+struct GaussianBlur {
+  float p = 0.2f;
+  Range sigma{0.5f, 1.0f};
+  float p_per_channel = 0.5f;
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// With probability p, each channel multiplied by a factor uniform in `factor`.
+struct MultiplicativeBrightness {
+  float p = 0.15f;
+  Range factor{0.75f, 1.25f};
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// With probability p, each channel x -> (x - mean) * f + mean, f uniform in `factor`; with
+/// preserve_range the result is clipped to the channel's former [min, max].
+struct Contrast {
+  float p = 0.15f;
+  Range factor{0.75f, 1.25f};
+  bool preserve_range = true;
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// With probability p, each channel x -> ((x - min) / range)^gamma * range + min. gamma is
+/// drawn as batchgenerators does: half the time from [low, 1), else from [1, high].
+/// invert: applied to -x (then negated back), which brightens instead of darkening.
+/// retain_stats: mean and standard deviation restored afterwards.
+struct Gamma {
+  float p = 0.3f;
+  Range gamma{0.7f, 1.5f};
+  bool invert = false;
+  bool retain_stats = true;
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// MedicalSeg's normalisation, always applied: each channel divided by its max |x|
+/// (divide_by_max), or (x - mean) / std (zscore; population std, 1e-8 floor).
+struct Normalize {
+  enum class Mode { divide_by_max, zscore };
+  Mode mode = Mode::zscore;
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// Mean, standard deviation (population), min and max of one channel, in double.
+struct ChannelStats {
+  double mean = 0, std = 0, min = 0, max = 0;
+};
+ChannelStats channel_stats(const float* x, std::int64_t n);
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+/// f(x) for each of n values, threaded.
+template <class F>
+void map_inplace(float* x, std::int64_t n, F&& f) {
+  parallel_for(0, n, 1 << 15, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) x[i] = f(x[i]);
+  });
+}
+/// The sample's image made private, then its elements: a tensor that other handles share
+/// (a cached case, the caller's input) is copied first, never written.
+inline float* writable_image(Tensor<float>& image) {
+  if (!image.storage_handle() || image.use_count() != 1) image = image.clone();
+  return image.data();
+}
+}  // namespace detail
+
+inline ChannelStats channel_stats(const float* x, std::int64_t n) {
+  ChannelStats r;
+  if (n == 0) return r;
+  // Blocks of fixed size summed in order: the result does not depend on the thread count.
+  constexpr std::int64_t block = 1 << 14;
+  const std::int64_t blocks = (n + block - 1) / block;
+  std::vector<double> sums(static_cast<std::size_t>(blocks)), squares(sums.size());
+  std::vector<float> mins(sums.size()), maxs(sums.size());
+  parallel_for(0, blocks, 4, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t k = b; k < e; ++k) {
+      double s = 0, q = 0;
+      float lo = x[k * block], hi = lo;
+      for (std::int64_t i = k * block; i < std::min(n, (k + 1) * block); ++i) {
+        s += x[i];
+        q += static_cast<double>(x[i]) * x[i];
+        lo = std::min(lo, x[i]);
+        hi = std::max(hi, x[i]);
+      }
+      sums[static_cast<std::size_t>(k)] = s;
+      squares[static_cast<std::size_t>(k)] = q;
+      mins[static_cast<std::size_t>(k)] = lo;
+      maxs[static_cast<std::size_t>(k)] = hi;
+    }
+  });
+  double s = 0, q = 0;
+  for (std::size_t k = 0; k < sums.size(); ++k) {
+    s += sums[k];
+    q += squares[k];
+  }
+  r.mean = s / static_cast<double>(n);
+  r.std = std::sqrt(std::max(0.0, q / static_cast<double>(n) - r.mean * r.mean));
+  r.min = *std::min_element(mins.begin(), mins.end());
+  r.max = *std::max_element(maxs.begin(), maxs.end());
+  return r;
+}
+
+template <class L>
+void GaussianNoise::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::GaussianNoise");
+  const bool fire = rng.bernoulli(p);
+  const float sd = sigma.draw(rng);
+  const RandomStream field = rng.substream(0);
+  if (!fire || sd == 0.0f) return;
+  float* x = detail::writable_image(s.image);
+  const std::int64_t n = s.image.numel();
+  // Voxels 4k..4k+3 take block k of the field's stream, through Box-Muller in float: an
+  // augmentation needs no double-precision normals, and float halves the cost.
+  parallel_for(0, (n + 3) / 4, 1 << 13, [&](std::int64_t b, std::int64_t e) {
+    constexpr float two_pi = 6.2831853071795865f, unit = 1.0f / 16777216.0f;
+    for (std::int64_t k = b; k < e; ++k) {
+      const auto w = Philox4x32::block(field.seed(), field.stream(), static_cast<std::uint64_t>(k));
+      float z[4];
+      for (int pair = 0; pair < 2; ++pair) {
+        const float u1 = (static_cast<float>(w[2 * pair] >> 8) + 1.0f) * unit;  // (0, 1]: log is finite
+        const float theta = two_pi * static_cast<float>(w[2 * pair + 1] >> 8) * unit;
+        const float r = std::sqrt(-2.0f * std::log(u1));
+        z[2 * pair] = r * std::cos(theta);
+        z[2 * pair + 1] = r * std::sin(theta);
+      }
+      for (std::int64_t j = 0; j < 4 && 4 * k + j < n; ++j) x[4 * k + j] += sd * z[j];
+    }
+  });
+}
+
+template <class L>
+void GaussianBlur::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::GaussianBlur");
+  if (!rng.bernoulli(p)) return;
+  const std::int64_t channels = s.channels();
+  Tensor<float> out;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const bool blur = rng.bernoulli(p_per_channel);
+    const std::array<double, 3> sig{sigma.draw(rng), sigma.draw(rng), sigma.draw(rng)};
+    if (!blur) continue;
+    if (!out.defined()) out = s.image.clone();
+    auto channel = out.slice(0, c, c + 1);
+    channel.copy_from(gaussian_filter(channel, sig));
+  }
+  if (out.defined()) s.image = out;
+}
+
+template <class L>
+void MultiplicativeBrightness::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::MultiplicativeBrightness");
+  if (!rng.bernoulli(p)) return;
+  float* x = detail::writable_image(s.image);
+  const std::int64_t plane = s.image.numel() / s.channels();
+  for (std::int64_t c = 0; c < s.channels(); ++c) {
+    const float f = factor.draw(rng);
+    detail::map_inplace(x + c * plane, plane, [f](float v) { return v * f; });
+  }
+}
+
+template <class L>
+void Contrast::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::Contrast");
+  if (!rng.bernoulli(p)) return;
+  float* x = detail::writable_image(s.image);
+  const std::int64_t plane = s.image.numel() / s.channels();
+  for (std::int64_t c = 0; c < s.channels(); ++c) {
+    const float f = factor.draw(rng);
+    const ChannelStats st = channel_stats(x + c * plane, plane);
+    const auto mean = static_cast<float>(st.mean), lo = static_cast<float>(st.min), hi = static_cast<float>(st.max);
+    detail::map_inplace(x + c * plane, plane, [&](float v) {
+      const float r = (v - mean) * f + mean;
+      return preserve_range ? std::clamp(r, lo, hi) : r;
+    });
+  }
+}
+
+template <class L>
+void Gamma::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::Gamma");
+  if (!rng.bernoulli(p)) return;
+  float* x = detail::writable_image(s.image);
+  const std::int64_t plane = s.image.numel() / s.channels();
+  const float sign = invert ? -1.0f : 1.0f;
+  for (std::int64_t c = 0; c < s.channels(); ++c) {
+    const bool below_one = rng.uniform() < 0.5f && gamma.low < 1.0f;
+    const float g = below_one ? rng.uniform(gamma.low, 1.0f) : rng.uniform(std::max(gamma.low, 1.0f), gamma.high);
+    float* xc = x + c * plane;
+    if (invert) detail::map_inplace(xc, plane, [](float v) { return -v; });
+    const ChannelStats st = channel_stats(xc, plane);
+    const auto lo = static_cast<float>(st.min);
+    const float range = static_cast<float>(st.max - st.min);
+    constexpr float eps = 1e-7f;  // batchgenerators' epsilon
+    detail::map_inplace(xc, plane, [&](float v) { return std::pow((v - lo) / (range + eps), g) * range + lo; });
+    if (retain_stats) {
+      const ChannelStats now = channel_stats(xc, plane);
+      const auto scale = static_cast<float>(st.std / (now.std + 1e-8));
+      const auto m_now = static_cast<float>(now.mean), m_then = static_cast<float>(st.mean);
+      detail::map_inplace(xc, plane, [&](float v) { return (v - m_now) * scale + m_then; });
+    }
+    if (invert) detail::map_inplace(xc, plane, [sign](float v) { return sign * v; });
+  }
+}
+
+template <class L>
+void Normalize::apply(BasicSample<L>& s, RandomStream&) const {
+  check_sample(s, "transforms::Normalize");
+  float* x = detail::writable_image(s.image);
+  const std::int64_t plane = s.image.numel() / s.channels();
+  for (std::int64_t c = 0; c < s.channels(); ++c) {
+    float* xc = x + c * plane;
+    const ChannelStats st = channel_stats(xc, plane);
+    if (mode == Mode::divide_by_max) {
+      const double m = std::max(std::abs(st.min), std::abs(st.max));
+      const auto inv = static_cast<float>(m > 0 ? 1.0 / m : 1.0);
+      detail::map_inplace(xc, plane, [inv](float v) { return v * inv; });
+    } else {
+      const auto mean = static_cast<float>(st.mean), inv = static_cast<float>(1.0 / std::max(st.std, 1e-8));
+      detail::map_inplace(xc, plane, [mean, inv](float v) { return (v - mean) * inv; });
+    }
+  }
+}
+
+}  // namespace medseg::transforms

@@ -1,0 +1,120 @@
+// Rotations: exact quarter turns (a permutation of voxels, no interpolation) and rotations by
+// any angle in chosen planes (MedicalSeg's RandomRotation3D), the latter through the one-pass
+// sampler of spatial.hpp so the label is never interpolated linearly as ids.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <numbers>
+#include <vector>
+
+#include "concepts.hpp"
+#include "flip.hpp"
+#include "spatial.hpp"
+
+namespace medseg::transforms {
+
+/// A plane of two spatial axes (0 = D, 1 = H, 2 = W).
+using Plane = std::array<int, 2>;
+
+/// np.rot90(x, k, axes=plane) on every channel of x [C,D,H,W]: k quarter turns from axis
+/// plane[0] towards plane[1]. Any integer k (taken mod 4).
+template <class T>
+Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane);
+
+/// With probability p, k in {1, 2, 3} quarter turns in one of `planes`, each equally likely.
+/// With square_only, planes whose two extents differ are never chosen, so the shape is kept
+/// (a batch needs equal shapes).
+struct RandomQuarterTurn3D {
+  float p = 0.5f;
+  std::vector<Plane> planes{{0, 1}, {0, 2}, {1, 2}};
+  bool square_only = true;
+
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// MedicalSeg's RandomRotation3D: with probability p, one plane of `planes` chosen at random
+/// and a rotation about the volume centre by an angle uniform in [-degrees, degrees]; the
+/// size is kept, corners that come from outside read 0. Image linear, label nearest (as
+/// MedicalSeg's scipy.ndimage.rotate with order 1 and 0).
+struct RandomRotation3D {
+  float degrees = 90.0f;
+  std::vector<Plane> planes{{0, 1}, {0, 2}, {1, 2}};
+  float p = 1.0f;
+  ImageInterpolation image_interpolation = ImageInterpolation::linear;
+  LabelInterpolation label_interpolation = LabelInterpolation::nearest;
+
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+inline void check_plane(const Plane& plane, const char* where) {
+  require(plane[0] != plane[1] && plane[0] >= 0 && plane[0] < 3 && plane[1] >= 0 && plane[1] < 3, [&] {
+    return ErrorInfo{.where = where, .field = "plane", .expected = "two different spatial axes in {0, 1, 2}",
+                     .actual = str("{", plane[0], ", ", plane[1], "}")};
+  });
+}
+}  // namespace detail
+
+template <class T>
+Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane) {
+  detail::check_plane(plane, "transforms::rot90");
+  k = ((k % 4) + 4) % 4;
+  const int a = plane[0], b = plane[1];
+  std::array<int, 3> source{0, 1, 2};
+  std::array<bool, 3> reverse{false, false, false};
+  if (k == 0) return x.clone();
+  if (k == 2) {
+    reverse[a] = reverse[b] = true;
+  } else {
+    // numpy: k = 1 is transpose(flip(x, b)), so out[.., i@a, j@b, ..] = x[.., j@a, (n_b - 1 - i)@b, ..];
+    // k = 3 is flip(transpose(x), b), so out[i@a, j@b] = x[(n_a - 1 - j)@a, i@b].
+    source[a] = b;
+    source[b] = a;
+    reverse[k == 1 ? a : b] = true;
+  }
+  return permute_reverse(x, source, reverse);
+}
+
+template <class L>
+void RandomQuarterTurn3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomQuarterTurn3D");
+  const bool fire = rng.bernoulli(p);
+  const std::uint32_t pick = rng.next_u32();
+  const int k = 1 + static_cast<int>(rng.below(3));
+  if (!fire) return;
+  const Index3 size = s.spatial();
+  std::vector<Plane> eligible;
+  for (const auto& plane : planes) {
+    detail::check_plane(plane, "transforms::RandomQuarterTurn3D");
+    if (!square_only || size[plane[0]] == size[plane[1]]) eligible.push_back(plane);
+  }
+  if (eligible.empty()) return;
+  const Plane plane = eligible[static_cast<std::size_t>((static_cast<std::uint64_t>(pick) * eligible.size()) >> 32)];
+  s.image = rot90(s.image, k, plane);
+  if (s.label.defined()) s.label = rot90(s.label, k, plane);
+}
+
+template <class L>
+void RandomRotation3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomRotation3D");
+  require(!planes.empty(), [&] {
+    return ErrorInfo{.where = "transforms::RandomRotation3D", .field = "planes", .expected = "at least one plane",
+                     .actual = "none"};
+  });
+  const bool fire = rng.bernoulli(p);
+  const Plane plane = planes[rng.below(static_cast<std::uint32_t>(planes.size()))];
+  const double angle = rng.uniform(-degrees, degrees) * std::numbers::pi / 180.0;
+  if (!fire) return;
+  detail::check_plane(plane, "transforms::RandomRotation3D");
+  // The grid maps output to input, so the image turns by +angle when the grid turns by -angle.
+  resample(s, SamplingGrid::centered(s.spatial(), s.spatial(), Mat3::plane_rotation(plane[0], plane[1], -angle)),
+           image_interpolation, label_interpolation);
+}
+
+}  // namespace medseg::transforms

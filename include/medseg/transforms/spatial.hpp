@@ -1,0 +1,459 @@
+// The fused spatial augmentation: rotation, scaling and elastic deformation become one map
+// from output voxel to input coordinate, sampled in ONE pass (image linear or nearest, label
+// nearest or per-class linear, never linear on ids). One interpolation instead of three keeps
+// the image sharp and the CPU cost low; this is nnU-Net's SpatialTransform.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+#include "box.hpp"
+#include "concepts.hpp"
+#include "filter.hpp"
+
+namespace medseg::transforms {
+
+/// A 3x3 matrix acting on (D, H, W) voxel coordinates.
+struct Mat3 {
+  std::array<std::array<double, 3>, 3> m{{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}};
+
+  static Mat3 identity() { return {}; }
+  static Mat3 diagonal(double d, double h, double w) { return {{{{d, 0, 0}, {0, h, 0}, {0, 0, w}}}}; }
+  /// Rotation by `radians` in the plane of spatial axes a and b (a turn from a towards b).
+  static Mat3 plane_rotation(int a, int b, double radians);
+  friend Mat3 operator*(const Mat3& x, const Mat3& y);
+  bool is_identity() const { return m == Mat3{}.m; }
+};
+
+enum class ImageInterpolation { nearest, linear };
+/// per_class_linear: each class's one-hot mask interpolated linearly, the largest wins (what
+/// nnU-Net does with order 1 for labels); nearest: the id of the nearest voxel.
+enum class LabelInterpolation { nearest, per_class_linear };
+
+/// Where every output voxel o reads the input:
+///   input(o) = matrix * (o - out_center) + in_center + displacement(o)
+/// in voxel coordinates (D, H, W). displacement is optional, [3, D_out, H_out, W_out].
+/// Outside the input, samples read 0 (the image's and the label's fill).
+struct SamplingGrid {
+  Index3 out_size{};
+  Mat3 matrix{};
+  std::array<double, 3> out_center{}, in_center{};
+  Tensor<float> displacement{};
+
+  /// The grid whose centre lands on the centre of the input (offset by whole voxels, so an
+  /// identity matrix is an exact crop).
+  static SamplingGrid centered(const Index3& in_size, const Index3& out_size, const Mat3& matrix = {});
+};
+
+/// Every channel of `image` [C,D,H,W] sampled on `grid`: [C, grid.out_size...].
+Tensor<float> sample_image(const Tensor<float>& image, const SamplingGrid& grid,
+                           ImageInterpolation interpolation = ImageInterpolation::linear);
+/// `label` [1,D,H,W] sampled on `grid`; output ids are always ids of the input (or 0).
+template <class L>
+Tensor<L> sample_label(const Tensor<L>& label, const SamplingGrid& grid,
+                       LabelInterpolation interpolation = LabelInterpolation::nearest);
+/// Image and label of `s` sampled on `grid`.
+template <class L>
+void resample(BasicSample<L>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
+              LabelInterpolation label_interpolation);
+
+/// nnU-Net's elastic displacement: uniform noise in [-1, 1] per component and voxel,
+/// Gaussian-smoothed with `sigma`, times `alpha` (batchgenerators' elastic_deform_coordinates).
+/// [3, D, H, W] in voxels. Noise is indexed by voxel, so it does not depend on threads.
+Tensor<float> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng);
+
+/// Rotation, scaling and elastic deformation fused, then one sampling pass to `patch_size`
+/// (nnU-Net's SpatialTransform; defaults are nnU-Net v2's for 3D: rotation +-30 degrees about
+/// every axis p 0.2, isotropic scale 0.7..1.4 p 0.2, no elastic). When nothing fires the
+/// sample is cropped exactly to patch_size.
+/// The patch is centred on the input, or, with crop_size set, where ForegroundCrop{crop_size,
+/// foreground_fraction} would centre its crop: nnU-Net's loader crop and spatial transform
+/// in one pass, without the intermediate (larger) crop being made.
+struct SpatialTransform {
+  Index3 patch_size{0, 0, 0};          // output size; 0 keeps the input's extent on that axis
+  Index3 crop_size{0, 0, 0};           // 0: centre on the input; else the fused crop's size
+  float foreground_fraction = 0.0f;    // with crop_size: nnU-Net's oversampling (0.33)
+  float p_rotation = 0.2f;
+  std::array<Range, 3> angle_degrees{{{-30, 30}, {-30, 30}, {-30, 30}}};  // about D, H, W
+  float p_scale = 0.2f;
+  Range scale{0.7f, 1.4f};             // > 1 shows more of the input (objects shrink)
+  bool anisotropic_scale = false;      // one factor per axis instead of one for all
+  float p_elastic = 0.0f;
+  Range elastic_alpha{0.0f, 200.0f};
+  Range elastic_sigma{9.0f, 13.0f};
+  ImageInterpolation image_interpolation = ImageInterpolation::linear;  // nnU-Net uses cubic; see docs
+  LabelInterpolation label_interpolation = LabelInterpolation::per_class_linear;
+
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// Isotropic (or per-axis) zoom about the centre with probability p; keeps the size.
+struct RandomScale {
+  float p = 1.0f;
+  Range scale{0.85f, 1.25f};            // factor on the coordinates: > 1 zooms out
+  bool anisotropic = false;
+  ImageInterpolation image_interpolation = ImageInterpolation::linear;
+  LabelInterpolation label_interpolation = LabelInterpolation::nearest;
+
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+inline Mat3 Mat3::plane_rotation(int a, int b, double radians) {
+  Mat3 r;
+  const double c = std::cos(radians), s = std::sin(radians);
+  r.m[a][a] = c;
+  r.m[a][b] = -s;
+  r.m[b][a] = s;
+  r.m[b][b] = c;
+  return r;
+}
+
+inline Mat3 operator*(const Mat3& x, const Mat3& y) {
+  Mat3 r;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) {
+      double acc = 0;
+      for (int k = 0; k < 3; ++k) acc += x.m[i][k] * y.m[k][j];
+      r.m[i][j] = acc;
+    }
+  return r;
+}
+
+inline SamplingGrid SamplingGrid::centered(const Index3& in_size, const Index3& out_size, const Mat3& matrix) {
+  SamplingGrid g;
+  g.out_size = out_size;
+  g.matrix = matrix;
+  for (int k = 0; k < 3; ++k) {
+    g.out_center[k] = static_cast<double>(out_size[k] - 1) / 2.0;
+    // floor division, so that an identity grid reads whole voxels (an exact crop or pad)
+    const std::int64_t diff = in_size[k] - out_size[k];
+    const std::int64_t offset = diff >= 0 ? diff / 2 : -((-diff + 1) / 2);
+    g.in_center[k] = g.out_center[k] + static_cast<double>(offset);
+  }
+  return g;
+}
+
+namespace detail {
+
+inline void check_grid(const SamplingGrid& g, const char* where) {
+  require(g.out_size[0] > 0 && g.out_size[1] > 0 && g.out_size[2] > 0, [&] {
+    return ErrorInfo{.where = where, .field = "grid.out_size", .expected = "positive extents",
+                     .actual = index3_text(g.out_size)};
+  });
+  if (!g.displacement.defined()) return;
+  const Shape want{3, g.out_size[0], g.out_size[1], g.out_size[2]};
+  require(g.displacement.shape() == want && g.displacement.is_contiguous(), [&] {
+    return ErrorInfo{.where = where, .field = "grid.displacement", .expected = "contiguous " + want.to_string(),
+                     .actual = g.displacement.layout().to_string()};
+  });
+}
+
+/// Walks the output grid row by row (threaded over rows), handing `visit` the output offset
+/// and the input coordinate of each voxel. The coordinate of voxel x of a row is the row's
+/// start plus x times the matrix's W column: no per-voxel matrix product.
+template <class Visit>
+void walk_grid(const SamplingGrid& g, Visit&& visit) {
+  const std::int64_t od = g.out_size[0], oh = g.out_size[1], ow = g.out_size[2];
+  const std::int64_t plane = od * oh * ow;
+  const float* disp = g.displacement.defined() ? g.displacement.data() : nullptr;
+  const auto& m = g.matrix.m;
+  parallel_for(0, od * oh, 8, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b; r < e; ++r) {
+      const double dz = static_cast<double>(r / oh) - g.out_center[0];
+      const double dy = static_cast<double>(r % oh) - g.out_center[1];
+      const double dx = -g.out_center[2];
+      double start[3], step[3];
+      for (int k = 0; k < 3; ++k) {
+        start[k] = m[k][0] * dz + m[k][1] * dy + m[k][2] * dx + g.in_center[k];
+        step[k] = m[k][2];
+      }
+      const std::int64_t row = r * ow;
+      for (std::int64_t x = 0; x < ow; ++x) {
+        const double xd = static_cast<double>(x);
+        double p0 = start[0] + xd * step[0], p1 = start[1] + xd * step[1], p2 = start[2] + xd * step[2];
+        if (disp) {
+          p0 += disp[row + x];
+          p1 += disp[plane + row + x];
+          p2 += disp[2 * plane + row + x];
+        }
+        visit(row + x, p0, p1, p2);
+      }
+    }
+  });
+}
+
+inline void check_image(const Tensor<float>& image, const char* where) {
+  require(image.rank() == 4 && image.is_contiguous(), [&] {
+    return ErrorInfo{.where = where, .field = "image", .expected = "a contiguous [C,D,H,W] tensor",
+                     .actual = image.layout().to_string()};
+  });
+}
+
+template <class L>
+void check_label(const Tensor<L>& label, const char* where) {
+  require(label.rank() == 4 && label.size(0) == 1 && label.is_contiguous(), [&] {
+    return ErrorInfo{.where = where, .field = "label", .expected = "a contiguous [1,D,H,W] tensor",
+                     .actual = label.layout().to_string()};
+  });
+}
+
+/// Writes output voxel `at` of every channel from input coordinate (z, y, x). Outside the
+/// input reads 0; on the border, neighbours outside read 0 (SciPy's 'grid-constant').
+struct ImageSampler {
+  const float* in;
+  float* out;
+  std::int64_t channels, d, h, w, in_plane, out_plane;
+  ImageInterpolation interpolation;
+
+  ImageSampler(const Tensor<float>& image, const Tensor<float>& output, ImageInterpolation mode)
+      : in(image.data()), out(output.data()), channels(image.size(0)), d(image.size(1)), h(image.size(2)),
+        w(image.size(3)), in_plane(d * h * w), out_plane(output.numel() / std::max<std::int64_t>(1, output.size(0))),
+        interpolation(mode) {}
+
+  void operator()(std::int64_t at, double z, double y, double x) const {
+    if (interpolation == ImageInterpolation::nearest) {
+      const auto iz = static_cast<std::int64_t>(std::floor(z + 0.5)), iy = static_cast<std::int64_t>(std::floor(y + 0.5)),
+                 ix = static_cast<std::int64_t>(std::floor(x + 0.5));
+      const bool inside = iz >= 0 && iz < d && iy >= 0 && iy < h && ix >= 0 && ix < w;
+      const std::int64_t src = (iz * h + iy) * w + ix;
+      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = inside ? in[c * in_plane + src] : 0.0f;
+      return;
+    }
+    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
+    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
+    const auto tz = static_cast<float>(z - fz), ty = static_cast<float>(y - fy), tx = static_cast<float>(x - fx);
+    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
+      // All eight neighbours inside: the common case, with no bounds checks.
+      const std::int64_t base = (z0 * h + y0) * w + x0;
+      for (std::int64_t c = 0; c < channels; ++c) {
+        const float* p = in + c * in_plane + base;
+        const float c00 = p[0] + tx * (p[1] - p[0]);
+        const float c01 = p[w] + tx * (p[w + 1] - p[w]);
+        const float c10 = p[h * w] + tx * (p[h * w + 1] - p[h * w]);
+        const float c11 = p[h * w + w] + tx * (p[h * w + w + 1] - p[h * w + w]);
+        const float c0 = c00 + ty * (c01 - c00), c1 = c10 + ty * (c11 - c10);
+        out[c * out_plane + at] = c0 + tz * (c1 - c0);
+      }
+      return;
+    }
+    border(at, z0, y0, x0, tz, ty, tx);
+  }
+
+  /// Voxels near or outside the input's edge: kept out of line so that the interior path
+  /// above stays small enough to inline into the grid walk.
+  [[gnu::noinline]] void border(std::int64_t at, std::int64_t z0, std::int64_t y0, std::int64_t x0, float tz, float ty,
+                                float tx) const {
+    if (z0 < -1 || z0 >= d || y0 < -1 || y0 >= h || x0 < -1 || x0 >= w) {
+      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = 0.0f;
+      return;
+    }
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const float* p = in + c * in_plane;
+      float acc = 0;
+      for (int k = 0; k < 8; ++k) {
+        const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
+        if (zz < 0 || zz >= d || yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+        const float wt = ((k >> 2) ? tz : 1 - tz) * (((k >> 1) & 1) ? ty : 1 - ty) * ((k & 1) ? tx : 1 - tx);
+        acc += wt * p[(zz * h + yy) * w + xx];
+      }
+      out[c * out_plane + at] = acc;
+    }
+  }
+};
+
+/// Writes output voxel `at` of the label from input coordinate (z, y, x): the nearest id,
+/// or the id whose one-hot mask interpolates largest. Outside the input reads id 0.
+template <class L>
+struct LabelSampler {
+  const L* in;
+  L* out;
+  std::int64_t d, h, w;
+  LabelInterpolation interpolation;
+
+  LabelSampler(const Tensor<L>& label, const Tensor<L>& output, LabelInterpolation mode)
+      : in(label.data()), out(output.data()), d(label.size(1)), h(label.size(2)), w(label.size(3)), interpolation(mode) {}
+
+  void operator()(std::int64_t at, double z, double y, double x) const {
+    if (interpolation == LabelInterpolation::nearest) {
+      const auto iz = static_cast<std::int64_t>(std::floor(z + 0.5)), iy = static_cast<std::int64_t>(std::floor(y + 0.5)),
+                 ix = static_cast<std::int64_t>(std::floor(x + 0.5));
+      const bool inside = iz >= 0 && iz < d && iy >= 0 && iy < h && ix >= 0 && ix < w;
+      out[at] = inside ? in[(iz * h + iy) * w + ix] : L(0);
+      return;
+    }
+    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
+    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
+    L ids[8];
+    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
+      const L* p = in + (z0 * h + y0) * w + x0;
+      const std::int64_t offsets[8] = {0, 1, w, w + 1, h * w, h * w + 1, h * w + w, h * w + w + 1};
+      for (int k = 0; k < 8; ++k) ids[k] = p[offsets[k]];
+    } else {
+      for (int k = 0; k < 8; ++k) {
+        const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
+        const bool inside = zz >= 0 && zz < d && yy >= 0 && yy < h && xx >= 0 && xx < w;
+        ids[k] = inside ? in[(zz * h + yy) * w + xx] : L(0);
+      }
+    }
+    // Inside a region all eight neighbours agree: by far the common case, decided before
+    // any weight is computed.
+    bool uniform = true;
+    for (int k = 1; k < 8; ++k) uniform = uniform && ids[k] == ids[0];
+    if (uniform) {
+      out[at] = ids[0];
+      return;
+    }
+    out[at] = largest_class(ids, z - fz, y - fy, x - fx);
+  }
+
+  /// Neighbours of several classes: the class whose one-hot mask interpolates largest
+  /// (ties go to the smaller id). Out of line: only boundary voxels get here.
+  [[gnu::noinline]] static L largest_class(const L* ids, double tz, double ty, double tx) {
+    const double t[3] = {tz, ty, tx};
+    double weights[8];
+    for (int k = 0; k < 8; ++k)
+      weights[k] = ((k >> 2) ? t[0] : 1 - t[0]) * (((k >> 1) & 1) ? t[1] : 1 - t[1]) * ((k & 1) ? t[2] : 1 - t[2]);
+    L best = ids[0];
+    double best_weight = -1;
+    for (int k = 0; k < 8; ++k) {
+      double sum = 0;
+      for (int j = 0; j < 8; ++j)
+        if (ids[j] == ids[k]) sum += weights[j];
+      if (sum > best_weight + 1e-12 || (std::abs(sum - best_weight) <= 1e-12 && ids[k] < best)) {
+        best_weight = sum;
+        best = ids[k];
+      }
+    }
+    return best;
+  }
+};
+
+}  // namespace detail
+
+inline Tensor<float> sample_image(const Tensor<float>& image, const SamplingGrid& g, ImageInterpolation interpolation) {
+  detail::check_image(image, "transforms::sample_image");
+  detail::check_grid(g, "transforms::sample_image");
+  auto out = Tensor<float>::empty({image.size(0), g.out_size[0], g.out_size[1], g.out_size[2]});
+  detail::walk_grid(g, detail::ImageSampler(image, out, interpolation));
+  return out;
+}
+
+template <class L>
+Tensor<L> sample_label(const Tensor<L>& label, const SamplingGrid& g, LabelInterpolation interpolation) {
+  detail::check_label(label, "transforms::sample_label");
+  detail::check_grid(g, "transforms::sample_label");
+  auto out = Tensor<L>::empty({1, g.out_size[0], g.out_size[1], g.out_size[2]});
+  detail::walk_grid(g, detail::LabelSampler<L>(label, out, interpolation));
+  return out;
+}
+
+template <class L>
+void resample(BasicSample<L>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
+              LabelInterpolation label_interpolation) {
+  check_sample(s, "transforms::resample");
+  detail::check_grid(grid, "transforms::resample");
+  auto image = Tensor<float>::empty({s.image.size(0), grid.out_size[0], grid.out_size[1], grid.out_size[2]});
+  const detail::ImageSampler image_at(s.image, image, image_interpolation);
+  if (!s.label.defined()) {
+    detail::walk_grid(grid, image_at);
+  } else {
+    // One walk for both: each coordinate is computed once and image and label are read
+    // while the same input neighbourhood is in cache.
+    auto label = Tensor<L>::empty({1, grid.out_size[0], grid.out_size[1], grid.out_size[2]});
+    const detail::LabelSampler<L> label_at(s.label, label, label_interpolation);
+    detail::walk_grid(grid, [&](std::int64_t at, double z, double y, double x) {
+      image_at(at, z, y, x);
+      label_at(at, z, y, x);
+    });
+    s.label = label;
+  }
+  s.image = image;
+}
+
+inline Tensor<float> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng) {
+  auto noise = Tensor<float>::empty({3, size[0], size[1], size[2]});
+  // A fresh stream per call, indexed by voxel: the field is the same on any thread count.
+  const RandomStream field = rng.substream(rng.next_u64());
+  float* n = noise.data();
+  const std::int64_t count = noise.numel();
+  // Voxel i gets uniform_at(field, i); one Philox block serves four voxels.
+  parallel_for(0, (count + 3) / 4, 1 << 13, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t k = b; k < e; ++k) {
+      const auto w = Philox4x32::block(field.seed(), field.stream(), static_cast<std::uint64_t>(k));
+      for (std::int64_t j = 0; j < 4 && 4 * k + j < count; ++j)
+        n[4 * k + j] = 2.0f * uniform_from_bits(w[static_cast<std::uint64_t>(j)]) - 1.0f;
+    }
+  });
+  auto smooth = gaussian_filter(noise, {sigma, sigma, sigma});
+  float* p = smooth.data();
+  const auto a = static_cast<float>(alpha);
+  parallel_for(0, smooth.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) p[i] *= a;
+  });
+  return smooth;
+}
+
+template <class L>
+void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::SpatialTransform");
+  Index3 in = s.spatial(), crop_begin{0, 0, 0};
+  if (crop_size[0] > 0 || crop_size[1] > 0 || crop_size[2] > 0) {
+    require(crop_size[0] > 0 && crop_size[1] > 0 && crop_size[2] > 0, [&] {
+      return ErrorInfo{.where = "transforms::SpatialTransform", .field = "crop_size",
+                       .expected = "three positive extents, or all 0", .actual = index3_text(crop_size)};
+    });
+    // From here on the input is the crop ForegroundCrop would have made, offset by crop_begin.
+    crop_begin = patch_start(s, crop_size, foreground_fraction, rng);
+    in = crop_size;
+  }
+  Index3 out = patch_size;
+  for (int k = 0; k < 3; ++k)
+    if (out[k] <= 0) out[k] = in[k];
+  // Every decision is drawn, fired or not, so later draws never shift.
+  const bool rotate = rng.bernoulli(p_rotation);
+  const double to_rad = std::numbers::pi / 180.0;
+  const double angles[3] = {angle_degrees[0].draw(rng) * to_rad, angle_degrees[1].draw(rng) * to_rad,
+                            angle_degrees[2].draw(rng) * to_rad};
+  const bool zoom = rng.bernoulli(p_scale);
+  const double f0 = scale.draw(rng), f1 = anisotropic_scale ? scale.draw(rng) : f0,
+               f2 = anisotropic_scale ? scale.draw(rng) : f0;
+  const bool deform = rng.bernoulli(p_elastic);
+  const double alpha = elastic_alpha.draw(rng), sigma = elastic_sigma.draw(rng);
+
+  Mat3 matrix;
+  if (rotate)  // about D (the H-W plane), then H (D-W), then W (D-H), as batchgenerators does
+    matrix = Mat3::plane_rotation(1, 2, angles[0]) * Mat3::plane_rotation(0, 2, angles[1]) *
+             Mat3::plane_rotation(0, 1, angles[2]);
+  if (zoom) matrix = matrix * Mat3::diagonal(f0, f1, f2);
+  SamplingGrid grid = SamplingGrid::centered(in, out, matrix);
+  for (int k = 0; k < 3; ++k) grid.in_center[k] += static_cast<double>(crop_begin[k]);
+  if (deform) grid.displacement = elastic_displacement(out, alpha, sigma, rng);
+  if (!rotate && !zoom && !deform) {
+    // Nothing fired: the grid is a whole-voxel crop, done as one copy per row.
+    if (out == s.spatial() && crop_begin == Index3{0, 0, 0}) return;
+    Index3 begin{};
+    for (int k = 0; k < 3; ++k) begin[k] = static_cast<std::int64_t>(grid.in_center[k] - grid.out_center[k]);
+    crop_or_pad(s, begin, out);
+    return;
+  }
+  resample(s, grid, image_interpolation, label_interpolation);
+}
+
+template <class L>
+void RandomScale::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomScale");
+  const bool fire = rng.bernoulli(p);
+  const double f0 = scale.draw(rng), f1 = anisotropic ? scale.draw(rng) : f0, f2 = anisotropic ? scale.draw(rng) : f0;
+  if (!fire) return;
+  resample(s, SamplingGrid::centered(s.spatial(), s.spatial(), Mat3::diagonal(f0, f1, f2)), image_interpolation,
+           label_interpolation);
+}
+
+}  // namespace medseg::transforms
