@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Installs medseg's build and test dependencies from Debian's archive.
 # Idempotent and quiet: when every package is present it prints nothing and touches nothing.
-# Usage: scripts/setup.sh [--python]   (--python adds the packages the parity tests and
-# benchmarks use as peers: python3-torch, python3-scipy, python3-nibabel)
+# Usage: scripts/setup.sh [--python] [--demo]   (--python adds the packages the parity tests
+# and benchmarks use as peers: python3-torch, python3-scipy, python3-nibabel; --demo adds the
+# real MRI the demo trains on: mricron-data's Colin27 template)
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev catch2
-  libdnnl-dev libdeflate-dev zlib1g-dev
+  libdnnl-dev libdeflate-dev zlib1g-dev libpng-dev
   clang libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes
 )
-if [[ "${1:-}" == "--python" ]]; then
+for flag in "$@"; do
+  case "$flag" in
+    --python) with_python=1 ;;
+    --demo) packages+=(mricron-data) ;;  # /usr/share/mricron/templates/ch2.nii.gz, ch2bet.nii.gz
+    *) echo "setup: unknown option $flag (expected --python or --demo)" >&2; exit 2 ;;
+  esac
+done
+if [[ -n "${with_python:-}" ]]; then
   packages+=(python3-numpy python3-scipy python3-nibabel python3-torch
              insighttoolkit5-examples  # ITK's MetaImage example files: tests/io golden data
              python3-pydicom           # DICOM test files and their golden values: tests/io

@@ -6,4 +6,5 @@
 #include "data/dataset.hpp"
 #include "data/decathlon.hpp"
 #include "data/medicalseg.hpp"
+#include "data/memory_dataset.hpp"
 #include "data/nnunet.hpp"

@@ -1,6 +1,7 @@
 // Online augmentation: every transform of include/medseg/transforms/, composed with `|`.
 #pragma once
 
+#include "transforms/bias_field.hpp"
 #include "transforms/box.hpp"
 #include "transforms/concepts.hpp"
 #include "transforms/crop.hpp"

@@ -77,3 +77,29 @@ TEST_CASE("dataset: cached cases are copies and loads from several threads agree
   CHECK(wrong == 0);
   CHECK(cache.cached_cases() == 4);
 }
+
+static_assert(Dataset<MemoryDataset>);
+
+TEST_CASE("dataset: a memory dataset shares its cases and checks them when added") {
+  MemoryDataset d{{.labels = {{0, "background"}, {1, "one"}}}};
+  auto im = test::volume({1, 4, 8, 8}, 1.0f);
+  d.add({"a", im, test::label({4, 8, 8}, 2)});
+  d.add({"b", test::volume({2, 4, 8, 8}, 2.0f), std::nullopt});
+  REQUIRE(d.size() == 2);
+  CHECK(d.name(1) == "b");
+  CHECK(d.load(0).image.voxels.data() == im.voxels.data());  // shared, not copied
+  const MemoryDataset copy = d;
+  d.add({"c", test::volume({1, 4, 8, 8}, 3.0f), std::nullopt});
+  CHECK(copy.size() == 3);  // copies share the case list
+  CHECK_THROWS_AS(d.load(3), Error);
+
+  auto bad = test::label({4, 8, 8}, 2);
+  bad.voxels.data()[5] = 7;  // undeclared
+  try {
+    d.add({"bad", test::volume({1, 4, 8, 8}, 0.0f), bad});
+    FAIL("an undeclared label value was accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("'bad'") && Catch::Contains("7 at voxel 5"));
+  }
+  CHECK_THROWS_AS(d.add({"shape", test::volume({1, 4, 8, 8}, 0.0f), test::label({4, 8, 4}, 2)}), Error);
+}

@@ -9,6 +9,8 @@ float32 / uint8, C order. Inputs are made here from the case's seed so both side
           image: scipy.ndimage.affine_transform(order=1, mode='grid-constant', cval=0)
           label (ids 0..3): order 0, and per-class one-hot order 1 then argmax
   resize  shape=C,D,H,W out=d,h,w seed=N            torch interpolate nearest-exact, trilinear
+  bias    shape=1,D,H,W degree=N coefficients=...    MONAI RandBiasField's log field: numpy's
+          legval3d on linspace(-1, 1) axes, coefficient (i,j,k) in i, j, k order, i+j+k <= degree
 """
 import os
 import sys
@@ -69,6 +71,16 @@ def main():
             torch.nn.functional.interpolate(t, size=out, mode="nearest-exact")[0].numpy().tofile(path("nearest"))
             torch.nn.functional.interpolate(t, size=out, mode="trilinear", align_corners=False)[0].numpy().tofile(
                 path("trilinear"))
+        elif op == "bias":
+            degree = int(args["degree"])
+            coefficients = iter(floats(args["coefficients"]))
+            mat = np.zeros((degree + 1,) * 3)
+            for i in range(degree + 1):
+                for j in range(degree + 1 - i):
+                    for k in range(degree + 1 - i - j):
+                        mat[i, j, k] = next(coefficients)
+            axes = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape[1:]], indexing="ij")
+            np.polynomial.legendre.legval3d(*axes, mat).astype(np.float32).tofile(path("out"))
         else:
             raise SystemExit(f"reference.py: unknown op {op!r} in case {name}")
 

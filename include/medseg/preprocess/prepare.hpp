@@ -62,6 +62,9 @@ struct PrepareConfig {
   DatasetInput input;
   fs::path output;
   std::vector<Step> image_steps, label_steps;
+  /// image_ops as the config wrote them: dataset.json repeats them (a ct_normalize without
+  /// statistics gets the fingerprint's), so an exported model preprocesses as training did.
+  nlohmann::json image_ops = nlohmann::json::array();
   SplitConfig split;
   DType label_dtype = DType::uint8;
   nlohmann::json labels = nlohmann::json::object();  // {"0": "background", ...} for dataset.json
@@ -220,6 +223,7 @@ inline PrepareConfig parse_prepare_config(const nlohmann::json& j, const fs::pat
   }
   c.output = path(json_get<std::string>(j, "output", where, "the output folder"));
   c.image_steps = parse_steps(j.value("image_ops", nlohmann::json()), where + ": image_ops");
+  c.image_ops = j.value("image_ops", nlohmann::json::array());
   c.label_steps = parse_steps(j.value("label_ops", nlohmann::json()), where + ": label_ops");
   if (j.contains("split")) {
     const auto& s = j.at("split");
@@ -526,6 +530,10 @@ inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* 
       if (r->shape) dataset["resample"] = {{"shape", *r->shape}, {"order", r->order}};
       if (r->spacing) dataset["resample"] = {{"spacing", *r->spacing}, {"order", r->order}};
     }
+  dataset["image_ops"] = config.image_ops;
+  for (auto& op : dataset["image_ops"])
+    if (op.value("op", "") == "ct_normalize" && !op.contains("mean") && dataset_ct)
+      op.update({{"mean", dataset_ct->mean}, {"std", dataset_ct->std}, {"lower", dataset_ct->lower}, {"upper", dataset_ct->upper}});
   detail::write_atomically(config.output / "dataset.json", [&](const fs::path& p) { std::ofstream(p) << dataset.dump(2); });
   report.seconds = seconds();
   return report;

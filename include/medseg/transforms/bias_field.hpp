@@ -1,0 +1,126 @@
+// MR bias field: the smooth multiplicative intensity inhomogeneity of a receive coil, as
+// MONAI's RandBiasField simulates it: x * exp(f), f a 3-D Legendre polynomial series of
+// total degree <= `degree` on [-1, 1]^3 with random coefficients. Augmentation for MR
+// training, and one of the realistic deformations the demo makes its cases with.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../core/parallel.hpp"
+#include "concepts.hpp"
+#include "intensity.hpp"
+
+namespace medseg::transforms {
+
+/// With probability p, every channel multiplied by exp(f) where
+///   f(z, y, x) = sum over i + j + k <= degree of c_ijk P_i(z) P_j(y) P_k(x),
+/// P_n the Legendre polynomials, z, y, x spaced evenly over [-1, 1] along D, H, W (numpy's
+/// linspace, as MONAI), and the c_ijk uniform in `coefficients` (one draw for all channels).
+/// MONAI's defaults: degree 3 (20 coefficients), coefficients in [0, 0.1].
+struct RandomBiasField {
+  float p = 1.0f;
+  int degree = 3;
+  Range coefficients{0.0f, 0.1f};
+
+  template <class L>
+  void apply(BasicSample<L>& s, RandomStream& rng) const;
+};
+
+/// The exponents (i, j, k) of the series, in the order coefficients are drawn and passed:
+/// i major, then j, then k, each ascending, keeping i + j + k <= degree.
+std::vector<std::array<int, 3>> bias_field_terms(int degree);
+
+/// f itself, [D, H, W], for `coefficients` in bias_field_terms(degree)'s order.
+Tensor<float> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients);
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+inline std::vector<std::array<int, 3>> bias_field_terms(int degree) {
+  std::vector<std::array<int, 3>> terms;
+  for (int i = 0; i <= degree; ++i)
+    for (int j = 0; i + j <= degree; ++j)
+      for (int k = 0; i + j + k <= degree; ++k) terms.push_back({i, j, k});
+  return terms;
+}
+
+namespace detail {
+/// P_0..P_degree at n points evenly spaced over [-1, 1], row n-major: table[point][order].
+inline std::vector<double> legendre_table(std::int64_t n, int degree) {
+  std::vector<double> t(static_cast<std::size_t>(n * (degree + 1)));
+  for (std::int64_t a = 0; a < n; ++a) {
+    const double u = n == 1 ? -1.0 : -1.0 + 2.0 * static_cast<double>(a) / static_cast<double>(n - 1);
+    double* row = t.data() + a * (degree + 1);
+    row[0] = 1.0;
+    if (degree >= 1) row[1] = u;
+    for (int m = 2; m <= degree; ++m)  // Bonnet's recursion
+      row[m] = ((2.0 * m - 1.0) * u * row[m - 1] - (m - 1.0) * row[m - 2]) / m;
+  }
+  return t;
+}
+}  // namespace detail
+
+inline Tensor<float> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients) {
+  const auto terms = bias_field_terms(degree);
+  require(degree >= 0 && coefficients.size() == terms.size(), [&] {
+    return ErrorInfo{.where = "transforms::bias_field_log", .field = "coefficients",
+                     .expected = std::to_string(terms.size()) + " values for degree " + std::to_string(degree),
+                     .actual = std::to_string(coefficients.size())};
+  });
+  const auto pz = detail::legendre_table(size[0], degree), py = detail::legendre_table(size[1], degree),
+             px = detail::legendre_table(size[2], degree);
+  auto out = Tensor<float>::empty({size[0], size[1], size[2]});
+  float* f = out.data();
+  const int stride = degree + 1;
+  parallel_for(0, size[0], 1, [&](std::int64_t z0, std::int64_t z1) {
+    // Per plane, fold the z factor into the coefficients: g_jk = sum_i c_ijk P_i(z).
+    std::vector<double> g(static_cast<std::size_t>(stride * stride));
+    for (std::int64_t z = z0; z < z1; ++z) {
+      std::fill(g.begin(), g.end(), 0.0);
+      for (std::size_t t = 0; t < terms.size(); ++t)
+        g[terms[t][1] * stride + terms[t][2]] += coefficients[t] * pz[z * stride + terms[t][0]];
+      for (std::int64_t y = 0; y < size[1]; ++y) {
+        double h[16] = {};  // h_k = sum_j g_jk P_j(y); degree <= 15
+        for (int j = 0; j <= degree; ++j)
+          for (int k = 0; j + k <= degree; ++k) h[k] += g[j * stride + k] * py[y * stride + j];
+        float* row = f + (z * size[1] + y) * size[2];
+        for (std::int64_t x = 0; x < size[2]; ++x) {
+          double v = 0;
+          for (int k = 0; k <= degree; ++k) v += h[k] * px[x * stride + k];
+          row[x] = static_cast<float>(v);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+template <class L>
+void RandomBiasField::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomBiasField");
+  require(degree >= 0 && degree <= 15, [&] {
+    return ErrorInfo{.where = "transforms::RandomBiasField", .field = "degree", .expected = "0..15",
+                     .actual = std::to_string(degree)};
+  });
+  const bool fire = rng.bernoulli(p);
+  std::vector<double> c(bias_field_terms(degree).size());
+  for (double& v : c) v = coefficients.draw(rng);
+  if (!fire) return;
+  const Index3 size = s.spatial();
+  const Tensor<float> log_field = bias_field_log(size, degree, c);
+  const float* f = log_field.data();
+  const std::int64_t n = size[0] * size[1] * size[2];
+  float* x = detail::writable_image(s.image);
+  parallel_for(0, n, 1 << 14, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const float gain = std::exp(f[i]);
+      for (std::int64_t ch = 0; ch < s.channels(); ++ch) x[ch * n + i] *= gain;
+    }
+  });
+}
+
+}  // namespace medseg::transforms
