@@ -7,6 +7,8 @@ find_package(Eigen3 3.4 REQUIRED NO_MODULE)
 find_package(xtensor REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(ZLIB REQUIRED)
+# libpng writes the overlay pictures and training curves (include/medseg/viz/png.hpp).
+find_package(PNG REQUIRED)
 
 # oneDNN computes CPU convolutions: on AVX-512 it is 5-10x faster than im2col + GEMM.
 # Debian's dnnl-config.cmake insists on OpenCL headers (its build has a GPU runtime we do
@@ -29,4 +31,4 @@ if(NOT TARGET medseg::libdeflate)
 endif()
 
 set(MEDSEG_CPU_DEPENDENCIES Threads::Threads Eigen3::Eigen xtensor nlohmann_json::nlohmann_json ZLIB::ZLIB
-    medseg::dnnl medseg::libdeflate)
+    medseg::dnnl medseg::libdeflate PNG::PNG)

@@ -3,4 +3,5 @@
 #pragma once
 
 #include "infer/postprocess.hpp"
+#include "infer/deploy.hpp"
 #include "infer/sliding_window.hpp"

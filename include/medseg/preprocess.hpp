@@ -7,6 +7,7 @@
 #include "preprocess/crop.hpp"
 #include "preprocess/fingerprint.hpp"
 #include "preprocess/intensity.hpp"
+#include "preprocess/invertible.hpp"
 #include "preprocess/labels.hpp"
 #include "preprocess/pipeline.hpp"
 #include "preprocess/prepare.hpp"
