@@ -4,6 +4,7 @@
 // backward recomputes the mask instead of storing it. Eval mode is the identity.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 
@@ -19,6 +20,14 @@ enum class DropUnit { element, channel, sample };
 struct DropoutOptions {
   float p = 0.5f;          // probability of dropping a unit
   std::uint64_t seed = 0;  // with the layer path and the step, names the mask
+};
+
+/// A random layer's draw counter, offered by visit_buffers to visitors that accept it (the
+/// trainer's checkpoints persist it so a resumed run draws the same masks). Visitors that
+/// take only Buffer<B>& (state dicts, nn::buffers) never see it, so weights files are unchanged.
+struct RandomCounter {
+  std::string path;
+  std::uint64_t* value;
 };
 
 namespace detail {
@@ -67,6 +76,13 @@ class DropoutLayer : public LayerBase<B> {
   /// replay a mask (gradient checks) or to resume a run.
   std::uint64_t step() const { return step_; }
   void set_step(std::uint64_t s) { step_ = s; }
+  template <class F>
+  void visit_buffers(F&& f) {
+    if constexpr (std::invocable<F&, RandomCounter&>) {
+      RandomCounter counter{this->path_, &step_};
+      f(counter);
+    }
+  }
 
  private:
   static constexpr const char* kind() {
