@@ -42,6 +42,7 @@ inline fs::path model_reference_dir() {
     const fs::path d = MEDSEG_MODELS_REFERENCE_DIR;
     const fs::path ref = fs::path(MEDSEG_SOURCE_DIR) / "tests/models/reference";
     const std::vector<fs::path> inputs{ref / "make_model_reference.py", ref / "vnet.py", ref / "dynamic_unet.py",
+                                       ref / "vnet_deep_supervision.py", ref / "unet3d.py",
                                        fs::path(MEDSEG_SOURCE_DIR) / "tests/python/safetensors_lite.py"};
     fs::create_directories(d);
     const fs::path stamp = d / "stamp";

@@ -1,4 +1,4 @@
-// VNet and nnU-Net's DynamicUNet: whole-model PyTorch parity (forward, one training step's
+// VNet, VNetDeepSup, MONAI's UNet3D and nnU-Net's DynamicUNet: whole-model PyTorch parity (forward, one training step's
 // gradients, parameter names and counts) against tests/models/reference/*.py, and the errors
 // their options and inputs raise.
 #include <catch2/catch.hpp>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medseg/nnunet.hpp"
+#include "medseg/unet.hpp"
 #include "medseg/vnet.hpp"
 #include "model_parity.hpp"
 
@@ -164,4 +165,95 @@ TEST_CASE("DynamicUNet with a residual encoder matches nnU-Net's ResEnc training
   for (const auto& q : nn::parameters(net)) p.push_back(q.path);
   CHECK(p.front() == "encoder.stem.convs.0.conv.weight");
   CHECK(std::count(p.begin(), p.end(), std::string("encoder.stages.2.blocks.0.skip.1.conv.weight")) == 1);
+}
+
+TEST_CASE("VNetDeepSup matches PyTorch's training step with its three heads") {
+  auto o = small_vnet(1, 3, models::Norm::group);
+  o.down_kernel = {Dhw{2, 2, 2}, Dhw{2, 2, 2}, Dhw{2, 2, 4}, Dhw{2, 2, 4}};
+  o.down_stride = {Dhw{2, 2, 2}, Dhw{2, 2, 2}, Dhw{2, 2, 1}, Dhw{2, 2, 1}};
+  models::VNetDeepSup<Cpu> net{o};
+  check_model_parity(net, "vnet_deepsup_train", all_outputs(net), all_gradients(net));
+  std::vector<std::string> p;
+  for (const auto& q : nn::parameters(net)) p.push_back(q.path);
+  CHECK(p.front() == "in_tr.conv1.weight");
+  CHECK(p.back() == "deep_sup256.bias");
+  CHECK(std::count(p.begin(), p.end(), std::string("deep_sup64.weight")) == 1);
+  CHECK(std::count(p.begin(), p.end(), std::string("up_tr256.ops.1.conv1.weight")) == 1);
+}
+
+TEST_CASE("VNetDeepSup at inference returns the main output alone and equals VNet") {
+  models::VNetDeepSup<Cpu> net{small_vnet(1, 2, models::Norm::batch)};
+  check_model_parity(net, "vnet_deepsup_eval", all_outputs(net), all_gradients(net), {.train = false});
+  CHECK(net.forward_all(test_randn({1, 1, 16, 16, 16})).size() == 1);
+  // The same weights in a plain VNet give the same main output: the heads only branch off.
+  models::VNet<Cpu> plain{small_vnet(1, 2, models::Norm::batch)};
+  nn::load_state_dict(plain, test::model_reference_dir() / "vnet_deepsup_eval.weights.safetensors", {.strict = false});
+  plain.eval();
+  const auto x = test_randn({1, 1, 16, 16, 16});
+  CHECK(test::relative_error(net.forward(x), plain.forward(x)) == 0.0);
+}
+
+TEST_CASE("VNetDeepSup checks its output gradients") {
+  models::VNetDeepSup<Cpu> net{small_vnet(1, 2, models::Norm::group)};
+  net.train(true);
+  const auto x = test_randn({1, 1, 16, 16, 16});
+  const auto ys = net.forward_all(x);
+  REQUIRE(ys.size() == 4);
+  for (const auto& y : ys) CHECK(y.shape() == Shape{1, 2, 16, 16, 16});
+  CHECK_THROWS_WITH(net.backward_all({ys[0]}), Catch::Contains("VNetDeepSup") && Catch::Contains("4 (one per returned output)"));
+  // forward() alone in training: backward takes the main gradient only.
+  const auto y = net.forward(x);
+  CHECK(net.backward(y).shape() == x.shape());
+}
+
+TEST_CASE("UNet3D without residual units matches MONAI's UNet training step") {
+  models::UNet3D<Cpu> net{{.in_channels = 1, .num_classes = 3, .channels = {4, 8, 16}, .strides = {{2, 2, 2}, {2, 2, 2}}}};
+  check_model_parity(net, "unet3d_plain_train");
+  std::vector<std::string> p;
+  for (const auto& q : nn::parameters(net)) p.push_back(q.path);
+  CHECK(p.front() == "model.0.conv.weight");
+  CHECK(p.back() == "model.2.conv.bias");  // the top up layer is conv-only
+  for (const char* name : {"model.0.adn.A.weight", "model.1.submodule.0.conv.weight", "model.1.submodule.1.submodule.adn.A.weight",
+                           "model.1.submodule.2.conv.weight"})
+    CHECK(std::count(p.begin(), p.end(), std::string(name)) == 1);
+}
+
+TEST_CASE("UNet3D with two residual units and BatchNorm matches MONAI's UNet training step") {
+  models::UNet3D<Cpu> net{{.in_channels = 2, .num_classes = 2, .channels = {4, 8, 16, 16},
+                           .strides = {{2, 2, 2}, {1, 2, 2}, {2, 2, 2}}, .num_res_units = 2, .norm = models::Norm::batch}};
+  check_model_parity(net, "unet3d_res2_train");
+  CHECK(net.size_divisor() == Dhw{4, 8, 8});
+  std::vector<std::string> p;
+  for (const auto& q : nn::parameters(net)) p.push_back(q.path);
+  CHECK(p.front() == "model.0.conv.unit0.conv.weight");
+  for (const char* name : {"model.0.conv.unit1.adn.A.weight", "model.0.residual.weight", "model.0.conv.unit0.adn.N.weight",
+                           "model.1.submodule.1.submodule.1.submodule.conv.unit1.conv.weight", "model.2.0.adn.N.bias",
+                           "model.2.1.conv.unit0.conv.weight"})
+    CHECK(std::count(p.begin(), p.end(), std::string(name)) == 1);
+}
+
+TEST_CASE("UNet3D with GroupNorm LeakyReLU and an anisotropic kernel matches MONAI's UNet") {
+  models::UNet3D<Cpu> net{{.in_channels = 1, .num_classes = 2, .channels = {4, 8, 8}, .strides = {{1, 2, 2}, {2, 2, 2}},
+                           .kernel = {1, 3, 3}, .num_res_units = 1, .norm = models::Norm::group, .num_groups = 2,
+                           .activation = models::UNetActivation::leaky_relu}};
+  check_model_parity(net, "unet3d_res1_group_train");
+}
+
+TEST_CASE("UNet3D with ReLU and BatchNorm matches MONAI's UNet at inference") {
+  models::UNet3D<Cpu> net{{.in_channels = 1, .num_classes = 2, .channels = {4, 8, 16}, .strides = {{2, 2, 2}, {2, 2, 2}},
+                           .norm = models::Norm::batch, .activation = models::UNetActivation::relu}};
+  check_model_parity(net, "unet3d_relu_eval", {.train = false});
+}
+
+TEST_CASE("UNet3D options and inputs are checked with clear errors") {
+  CHECK_THROWS_WITH((models::UNet3D<Cpu>{{.channels = {4, 8, 16}, .strides = {{2, 2, 2}}}}),
+                    Catch::Contains("UNet3D") && Catch::Contains("strides") && Catch::Contains("2 entries"));
+  CHECK_THROWS_WITH((models::UNet3D<Cpu>{{.channels = {4, 8}, .strides = {{2, 2, 2}}, .kernel = {3, 2, 3}}}),
+                    Catch::Contains("kernel") && Catch::Contains("odd"));
+  CHECK_THROWS_WITH((models::UNet3D<Cpu>{{.channels = {4, 6}, .strides = {{2, 2, 2}}, .norm = models::Norm::group, .num_groups = 4}}),
+                    Catch::Contains("num_groups") && Catch::Contains("4 for 6 channels"));
+  models::UNet3D<Cpu> net{{.channels = {4, 8, 16}, .strides = {{2, 2, 2}, {2, 2, 2}}}};
+  CHECK_THROWS_WITH(net.forward(Tensor<float>::zeros({1, 1, 8, 8, 6})), Catch::Contains("divisible by [4,4,4]"));
+  CHECK_THROWS_WITH(net.forward(Tensor<float>::zeros({1, 2, 8, 8, 8})), Catch::Contains("UNet3D") && Catch::Contains("input channels"));
+  CHECK_THROWS_WITH(net.backward(Tensor<float>::zeros({1, 2, 8, 8, 8})), Catch::Contains("training-mode forward"));
 }

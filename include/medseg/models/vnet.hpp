@@ -74,17 +74,29 @@ template <class B, nn::FixedString Down, nn::FixedString Up, class Inner>
 using Level = nn::UNetLevel<nn::Named<"", nn::Identity<B>>, nn::Named<Down, DownTransition<B>>, nn::Named<"", Inner>,
                             nn::Named<Up, UpSampling<B>>, nn::Named<Up, UpStage<B>>>;
 
-template <class B>
-using Levels =
-    Level<B, "down_tr32", "up_tr32",
-          Level<B, "down_tr64", "up_tr64", Level<B, "down_tr128", "up_tr128", Level<B, "down_tr256", "up_tr256", nn::Identity<B>>>>>;
+/// A level as it is: plain VNet observes none of its levels.
+template <class L>
+using Untapped = L;
 
-template <class B>
-using Graph = nn::Sequential<nn::Named<"in_tr", InputTransition<B>>, nn::Named<"", Levels<B>>,
+/// The four levels. Tap wraps the levels whose outputs are up_tr64's, up_tr128's and
+/// up_tr256's (the inner parts of up_tr32, up_tr64 and up_tr128), so that VNetDeepSup can
+/// attach heads to them without a second copy of the graph; Untapped leaves the type as is.
+template <class B, template <class> class Tap = Untapped>
+using Levels = Level<
+    B, "down_tr32", "up_tr32",
+    Tap<Level<B, "down_tr64", "up_tr64",
+              Tap<Level<B, "down_tr128", "up_tr128", Tap<Level<B, "down_tr256", "up_tr256", nn::Identity<B>>>>>>>>;
+
+template <class B, template <class> class Tap = Untapped>
+using Graph = nn::Sequential<nn::Named<"in_tr", InputTransition<B>>, nn::Named<"", Levels<B, Tap>>,
                              nn::Named<"out_tr", OutputTransition<B>>>;
 
-template <class B>
-Graph<B> build(const VNetOptions& o);
+/// The whole graph; Tap<L> must be constructible from L.
+template <class B, template <class> class Tap = Untapped>
+Graph<B, Tap> build(const VNetOptions& o);
+
+/// The product of the down strides per axis: D, H, W of an input must be multiples of it.
+Dhw size_divisor(const VNetOptions& o);
 }  // namespace vnet
 
 /// x [N, in_channels, D, H, W] -> class scores [N, num_classes, D, H, W]. D, H, W must be
@@ -152,8 +164,15 @@ Level<B, Down, Up, Inner> level(const VNetOptions& o, int index, std::int64_t in
           up<B>(o, index, up_in, up_out, dropout), up_stage<B>(o, up_out, up_convs, dropout)};
 }
 
-template <class B>
-Graph<B> build(const VNetOptions& o) {
+inline Dhw size_divisor(const VNetOptions& o) {
+  Dhw d{1, 1, 1};
+  for (const Dhw& s : o.down_stride)
+    for (std::size_t a = 0; a < 3; ++a) d[a] *= s[a];
+  return d;
+}
+
+template <class B, template <class> class Tap>
+Graph<B, Tap> build(const VNetOptions& o) {
   auto positive = [](std::int64_t v, const char* field) {
     require(v >= 1, [&] { return ErrorInfo{.where = "VNet", .field = field, .expected = ">= 1", .actual = std::to_string(v)}; });
   };
@@ -174,9 +193,10 @@ Graph<B> build(const VNetOptions& o) {
       make_activation<B>(o.activation, w)};
   // MedicalSeg's stage table: (level, in, down convs, up in, up out, up convs, dropout).
   auto l256 = level<B, "down_tr256", "up_tr256">(o, 3, 8 * w, 2, 16 * w, 16 * w, 2, true, nn::Identity<B>{});
-  auto l128 = level<B, "down_tr128", "up_tr128">(o, 2, 4 * w, 3, 16 * w, 8 * w, 2, true, std::move(l256));
-  auto l64 = level<B, "down_tr64", "up_tr64">(o, 1, 2 * w, 2, 8 * w, 4 * w, 1, false, std::move(l128));
-  auto l32 = level<B, "down_tr32", "up_tr32">(o, 0, w, 1, 4 * w, 2 * w, 1, false, std::move(l64));
+  auto l128 = level<B, "down_tr128", "up_tr128">(o, 2, 4 * w, 3, 16 * w, 8 * w, 2, true,
+                                                 Tap<decltype(l256)>(std::move(l256)));
+  auto l64 = level<B, "down_tr64", "up_tr64">(o, 1, 2 * w, 2, 8 * w, 4 * w, 1, false, Tap<decltype(l128)>(std::move(l128)));
+  auto l32 = level<B, "down_tr32", "up_tr32">(o, 0, w, 1, 4 * w, 2 * w, 1, false, Tap<decltype(l64)>(std::move(l64)));
   OutputTransition<B> out_tr{
       nn::Conv3d<B>{{.in_channels = 2 * w, .out_channels = o.num_classes, .kernel = {5, 5, 5}, .padding = {2, 2, 2}}},
       make_norm<B>(o.norm, o.num_classes), make_activation<B>(o.activation, o.num_classes),

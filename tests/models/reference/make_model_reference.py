@@ -19,7 +19,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 import safetensors_lite  # noqa: E402
 from dynamic_unet import PlainConvUNet, ResidualEncoderUNet  # noqa: E402
+from unet3d import UNet  # noqa: E402
 from vnet import VNet  # noqa: E402
+from vnet_deep_supervision import VNetDeepSup  # noqa: E402
 
 OUT = sys.argv[1]
 os.makedirs(OUT, exist_ok=True)
@@ -98,3 +100,22 @@ case("resenc_unet_ds_train", ResidualEncoderUNet(in_channels=1, features=[4, 4, 
                                                  strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]], n_blocks_per_stage=[1, 2, 2],
                                                  num_classes=2, n_conv_per_stage_decoder=[1, 1], deep_supervision=True),
      (2, 1, 4, 8, 8), train=True)
+
+# VNetDeepSup: heads on up_tr64/128/256; MedicalSeg's spine down-sampling (kernel 2x2x4,
+# stride 2x2x1: W shrinks by 3 there) so that the heads' up-sampling factors are not integers.
+case("vnet_deepsup_train",
+     VNetDeepSup(in_channels=1, num_classes=3, norm="group", width=4,
+                 down_kernels=((2, 2, 2), (2, 2, 2), (2, 2, 4), (2, 2, 4)), down_strides=((2, 2, 2), (2, 2, 2), (2, 2, 1), (2, 2, 1))),
+     (1, 1, 16, 16, 32), train=True)
+case("vnet_deepsup_eval", VNetDeepSup(in_channels=1, num_classes=2, norm="batch", width=4), (1, 1, 16, 16, 16), train=False)
+
+# MONAI's UNet: plain (num_res_units=0, the top up layer conv-only), residual units with
+# BatchNorm and per-axis strides, one residual unit with GroupNorm, LeakyReLU and an
+# anisotropic kernel, and ReLU in eval mode.
+case("unet3d_plain_train", UNet(1, 3, channels=(4, 8, 16), strides=(2, 2)), (2, 1, 16, 16, 16), train=True)
+case("unet3d_res2_train", UNet(2, 2, channels=(4, 8, 16, 16), strides=((2, 2, 2), (1, 2, 2), (2, 2, 2)), num_res_units=2,
+                               norm="batch"), (2, 2, 8, 16, 16), train=True)
+case("unet3d_res1_group_train", UNet(1, 2, channels=(4, 8, 8), strides=((1, 2, 2), 2), kernel_size=(1, 3, 3), num_res_units=1,
+                                     norm="group", num_groups=2, act="leakyrelu"), (1, 1, 4, 8, 8), train=True)
+case("unet3d_relu_eval", UNet(1, 2, channels=(4, 8, 16), strides=(2, 2), norm="batch", act="relu"), (1, 1, 8, 8, 8),
+     train=False)
