@@ -19,5 +19,10 @@ int bench_command(Args args);
 int prepare_command(Args args);
 int info_command(Args args);
 int convert_command(Args args);
+int train_command(Args args);
+int val_command(Args args);
+int export_command(Args args);
+int infer_command(Args args);
+int demo_command(Args args);
 
 }  // namespace medseg::tool

@@ -111,6 +111,11 @@ class TailDropout3d : public nn::LayerBase<B> {
     dropout_.train(on);
   }
   void eval() { train(false); }
+  /// The mask counter (nn::RandomCounter), so checkpoints resume its draws exactly.
+  template <class F>
+  void visit_buffers(F&& f) {
+    dropout_.visit_buffers(f);
+  }
 
  private:
   std::int64_t keep_;
