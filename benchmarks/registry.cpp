@@ -11,6 +11,8 @@ std::vector<Result> run_loss(const Options&);
 std::vector<Result> run_optim(const Options&);
 std::vector<Result> run_loader(const Options&);
 std::vector<Result> run_io(const Options&);
+std::vector<Result> run_train(const Options&);
+std::vector<Result> run_infer(const Options&);
 std::vector<Result> run_metrics(const Options&);
 std::vector<Result> run_sliding_window(const Options&);
 
@@ -25,6 +27,9 @@ std::span<const Benchmark> all_benchmarks() {
       {"loader", "samples/s through the data loader with nnU-Net's 3D augmentation against the same chain in SciPy",
        run_loader},
       {"io", ".nii.gz write and read throughput against nibabel", run_io},
+      {"train", "one training iteration (Dice+CE, SGD) of DynamicUNet and VNet at 64^3 against PyTorch, with peak memory",
+       run_train},
+      {"infer", "one eval-mode forward of DynamicUNet and VNet at 64^3 against PyTorch, with peak memory", run_infer},
       {"metrics", "Dice/IoU, HD95 + average surface distance (MONAI's definitions) and the anisotropic EDT of a "
                   "3-class case against scipy.ndimage", run_metrics},
       {"sliding_window", "nnU-Net's sliding-window blending (Gaussian, 64^3 windows, with and without 8-fold mirroring) "

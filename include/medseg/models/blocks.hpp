@@ -51,6 +51,9 @@ class OneOf : public nn::LayerBase<typename First::backend> {
     std::visit([&](auto& l) { l.train(on); }, layer_);
   }
   void eval() { train(false); }
+  void release_outputs() {
+    std::visit([](auto& l) { l.release_outputs(); }, layer_);
+  }
   template <class F>
   void visit_parameters(F&& f) {
     std::visit([&](auto& l) { l.visit_parameters(f); }, layer_);

@@ -237,6 +237,7 @@ std::vector<Tensor<float, B>> DynamicUNet<B>::run(const Tensor<float, B>& x, boo
     });
     up_channels_[j] = u.size(1);
     h = decoder_[j].forward(ops::concat_channels(u, skip));
+    transpconvs_[j].release_outputs();  // u is consumed: in eval mode, let its buffer go
     if (all_heads || j + 2 == n) {
       heads.push_back(seg_layers_[j].forward(h));
       head_ran_[j] = true;

@@ -24,7 +24,7 @@ class PointwiseActivation : public LayerBase<B> {
     const Tensor<float, B> xc = x.contiguous();
     auto y = this->output_buffer(x.shape());
     ops::activation_forward(F, alpha_, xc, y);
-    if (this->training_) kept_ = F == ops::Activation::sigmoid ? y : xc;
+    if (this->training_) kept_ = keeps_output() ? y : xc;
     return y;
   }
   Tensor<float, B> backward(const Tensor<float, B>& dy) {
@@ -47,6 +47,14 @@ class PointwiseActivation : public LayerBase<B> {
     }
     return "activation";
   }
+  /// Sigmoid's derivative is a function of its output. ReLU's and LeakyReLU's (slope >= 0)
+  /// depend only on x > 0, which is y > 0: keeping y lets the input (a norm's output, say) go
+  /// as soon as the next layer has read it, while y is kept by that next layer anyway.
+  bool keeps_output() const {
+    return F == ops::Activation::sigmoid || F == ops::Activation::relu ||
+           (F == ops::Activation::leaky_relu && alpha_ >= 0.0f);
+  }
+
   float alpha_ = 0.0f;
   Tensor<float, B> kept_;
 };

@@ -36,7 +36,9 @@ class Concat : public LayerBase<typename Body::backend> {
     x_channels_ = x.size(1);
     out_shape_ = f.shape();
     out_shape_[1] += x_channels_;
-    return body_first_ ? ops::concat_channels(f, x) : ops::concat_channels(x, f);
+    auto y = body_first_ ? ops::concat_channels(f, x) : ops::concat_channels(x, f);
+    release_child_outputs(body_);  // f is consumed: see Sequential
+    return y;
   }
   Tensor<float, B> backward(const Tensor<float, B>& dy) {
     this->require_grad_shape("Concat", dy, out_shape_);
@@ -56,6 +58,10 @@ class Concat : public LayerBase<typename Body::backend> {
     body_.train(on);
   }
   void eval() { train(false); }
+  void release_outputs() {
+    LayerBase<B>::release_outputs();
+    release_child_outputs(body_);
+  }
   template <class F>
   void visit_parameters(F&& f) {
     body_.visit_parameters(f);

@@ -69,6 +69,10 @@ class LayerBase {
   void visit_parameters(F&&) {}
   template <class F>
   void visit_buffers(F&&) {}
+  /// Drops the eval-mode output buffer. A composition calls it on a child once the next child
+  /// has consumed that output, so inference holds only the tensors still live (as PyTorch
+  /// under no_grad) instead of one buffer per layer; compositions forward it to children.
+  void release_outputs() { cached_output_ = Tensor<float, B>(); }
 
  protected:
   /// "Conv3d 'encoder.0'" (or just "Conv3d" for an unnamed root), for ErrorInfo::where.
@@ -121,6 +125,13 @@ class LayerBase {
   bool training_ = true;
   Tensor<float, B> cached_output_;
 };
+
+/// l.release_outputs() where the layer has it (every LayerBase does); a no-op for a layer
+/// written without LayerBase, which then simply keeps its buffers.
+template <class L>
+void release_child_outputs(L& l) {
+  if constexpr (requires { l.release_outputs(); }) l.release_outputs();
+}
 
 /// A string usable as a template argument, for Named's child names.
 template <std::size_t N>

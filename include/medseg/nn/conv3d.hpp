@@ -57,12 +57,12 @@ class ConvolutionLayer : public LayerBase<B> {
     this->require_grad_shape(kind(), dy, last_.output_shape());
     const Tensor<float, B> g = dy.contiguous();
     auto dx = Tensor<float, B>::empty(last_.input_shape());
-    ops::conv3d_backward_data(last_, g, weight_.value, dx);
     // The op overwrites its outputs; parameters accumulate, so go through scratch tensors.
     auto dw = Tensor<float, B>::empty(weight_.value.shape());
     Tensor<float, B> db;
     if (has_bias_) db = Tensor<float, B>::empty(bias_.value.shape());
-    ops::conv3d_backward_weights(last_, x_, g, dw, has_bias_ ? &db : nullptr);
+    // Both gradients in one call: dy is brought into oneDNN's layout once for both.
+    ops::conv3d_backward(last_, x_, weight_.value, g, &dx, dw, has_bias_ ? &db : nullptr);
     ops::accumulate(weight_.grad, dw);
     if (has_bias_) ops::accumulate(bias_.grad, db);
     x_ = Tensor<float, B>();

@@ -22,7 +22,10 @@ class Repeated : public LayerBase<typename L::backend> {
 
   Tensor<float, B> forward(const Tensor<float, B>& x) {
     Tensor<float, B> y = x;
-    for (auto& l : layers_) y = l.forward(y);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      y = layers_[i].forward(y);
+      if (i > 0) release_child_outputs(layers_[i - 1]);  // consumed: see Sequential
+    }
     return y;
   }
   Tensor<float, B> backward(const Tensor<float, B>& dy) {
@@ -40,6 +43,10 @@ class Repeated : public LayerBase<typename L::backend> {
     for (auto& l : layers_) l.train(on);
   }
   void eval() { train(false); }
+  void release_outputs() {
+    LayerBase<B>::release_outputs();
+    for (auto& l : layers_) release_child_outputs(l);
+  }
   template <class F>
   void visit_parameters(F&& f) {
     for (auto& l : layers_) l.visit_parameters(f);

@@ -47,12 +47,17 @@ class Residual : public LayerBase<typename Body::backend> {
     out_shape_ = f.shape();
     auto y = this->output_buffer(f.shape());
     ops::add(f.contiguous(), s.contiguous(), y);
+    release_child_outputs(body_);  // f and s are consumed: see Sequential
+    release_child_outputs(projection_);
     return y;
   }
   Tensor<float, B> backward(const Tensor<float, B>& dy) {
     this->require_grad_shape("Residual", dy, out_shape_);
     const Tensor<float, B> g = dy.contiguous();
-    Tensor<float, B> dx = body_.backward(g).clone();
+    Tensor<float, B> dx = body_.backward(g);
+    // A gradient nobody else holds takes the sum in place; the body may instead have passed
+    // dy itself through (an identity) or a view of a larger tensor.
+    if (dx.use_count() > 1 || !dx.is_contiguous() || dx.data() == g.data()) dx = dx.clone();
     ops::accumulate(dx, projection_.backward(g).contiguous());
     return dx;
   }
@@ -68,6 +73,11 @@ class Residual : public LayerBase<typename Body::backend> {
     projection_.train(on);
   }
   void eval() { train(false); }
+  void release_outputs() {
+    LayerBase<B>::release_outputs();
+    release_child_outputs(body_);
+    release_child_outputs(projection_);
+  }
   template <class F>
   void visit_parameters(F&& f) {
     body_.visit_parameters(f);

@@ -28,8 +28,12 @@ class Sequential : public LayerBase<typename First::backend> {
 
   Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) { set_path(""); }
 
-  Tensor<float, B> forward(const Tensor<float, B>& x) { return forward_from<0>(x); }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) { return backward_from<size - 1>(dy); }
+  Tensor<float, B> forward(const Tensor<float, B>& x) {
+    return forward_all(x, std::make_index_sequence<size>{});
+  }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+    return backward_all(dy, std::make_index_sequence<size>{});
+  }
 
   void set_path(const std::string& p) {
     this->path_ = p;
@@ -42,6 +46,10 @@ class Sequential : public LayerBase<typename First::backend> {
     for_each_indexed([&](auto& l, std::size_t) { l.train(on); });
   }
   void eval() { train(false); }
+  void release_outputs() {
+    LayerBase<B>::release_outputs();
+    for_each_indexed([&](auto& l, std::size_t) { release_child_outputs(l); });
+  }
   template <class F>
   void visit_parameters(F&& f) {
     for_each_indexed([&](auto& l, std::size_t) { l.visit_parameters(f); });
@@ -57,19 +65,25 @@ class Sequential : public LayerBase<typename First::backend> {
   }
 
  private:
-  template <std::size_t I>
-  Tensor<float, B> forward_from(const Tensor<float, B>& x) {
-    if constexpr (I + 1 == size)
-      return std::get<I>(layers_).forward(x);
-    else
-      return forward_from<I + 1>(std::get<I>(layers_).forward(x));
+  // One running tensor, reassigned child by child: each intermediate is freed as soon as the
+  // next child has consumed it (unless that child keeps it for backward), and in eval mode
+  // the child that produced it lets go of its buffer too. A recursive chain of calls would
+  // keep every intermediate alive until the last child returned.
+  template <std::size_t... I>
+  Tensor<float, B> forward_all(const Tensor<float, B>& x, std::index_sequence<I...>) {
+    Tensor<float, B> h = x;
+    ((h = std::get<I>(layers_).forward(h), release_before<I>()), ...);
+    return h;
   }
   template <std::size_t I>
-  Tensor<float, B> backward_from(const Tensor<float, B>& dy) {
-    if constexpr (I == 0)
-      return std::get<0>(layers_).backward(dy);
-    else
-      return backward_from<I - 1>(std::get<I>(layers_).backward(dy));
+  void release_before() {
+    if constexpr (I > 0) release_child_outputs(std::get<I - 1>(layers_));
+  }
+  template <std::size_t... I>
+  Tensor<float, B> backward_all(const Tensor<float, B>& dy, std::index_sequence<I...>) {
+    Tensor<float, B> g = dy;
+    ((g = std::get<size - 1 - I>(layers_).backward(g)), ...);
+    return g;
   }
   template <class F>
   void for_each_indexed(F&& f) {

@@ -33,7 +33,11 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
 
   Tensor<float, B> forward(const Tensor<float, B>& x) {
     const Tensor<float, B> e = encoder_.forward(x);
-    const Tensor<float, B> u = up_.forward(inner_.forward(down_.forward(e)));
+    Tensor<float, B> u = down_.forward(e);
+    u = inner_.forward(u);
+    release_child_outputs(down_);  // each consumed: see Sequential
+    u = up_.forward(u);
+    release_child_outputs(inner_);
     bool ok = u.rank() == e.rank() && u.size(0) == e.size(0);
     for (int i = 2; ok && i < e.rank(); ++i) ok = u.size(i) == e.size(i);
     require(ok, [&] {
@@ -45,6 +49,8 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
     skip_channels_ = e.size(1);
     up_channels_ = u.size(1);
     const auto c = order_ == SkipOrder::skip_first ? ops::concat_channels(e, u) : ops::concat_channels(u, e);
+    u = Tensor<float, B>();
+    release_child_outputs(up_);
     return decoder_.forward(c);
   }
 
@@ -71,6 +77,10 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
     for_each([&](auto& l) { l.train(on); });
   }
   void eval() { train(false); }
+  void release_outputs() {
+    LayerBase<B>::release_outputs();
+    for_each([&](auto& l) { release_child_outputs(l); });
+  }
   template <class F>
   void visit_parameters(F&& f) {
     for_each([&](auto& l) { l.visit_parameters(f); });

@@ -1,0 +1,302 @@
+// `medseg bench train` and `medseg bench infer`: one training iteration (forward, Dice + CE,
+// backward, SGD step with momentum) and one eval-mode forward of nnU-Net's DynamicUNet and
+// MedicalSeg's VNet on the CPU, against the same architectures in PyTorch, in the same run and
+// on the same thread count. Each case runs in a fresh process on each side, so the peak memory
+// it reports is that case's own and not what an earlier case left cached.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "medseg/core.hpp"
+#include "medseg/loss.hpp"
+#include "medseg/nnunet.hpp"
+#include "medseg/optim.hpp"
+#include "medseg/vnet.hpp"
+
+extern char** environ;
+
+namespace medseg::bench {
+
+namespace {
+
+enum class Architecture { dynamic_unet, vnet };
+enum class Mode { train, infer };
+
+/// One model at one input size. The peer gets the same fields on its command line.
+struct ModelCase {
+  const char* key;  // the peer's name for the architecture
+  Architecture architecture;
+  std::int64_t batch, size, classes;
+};
+
+std::vector<ModelCase> model_cases(bool quick) {
+  // Quick runs (tests of the harness) use 32^3, the smallest size VNet's four 2x down-samplings
+  // allow in every stage with room to spare: same code paths, an eighth of the work.
+  const std::int64_t size = quick ? 32 : 64;
+  return {{"dynamic_unet", Architecture::dynamic_unet, 2, size, 3}, {"vnet", Architecture::vnet, 1, size, 3}};
+}
+
+std::string case_label(const ModelCase& c) {
+  const std::string model = c.architecture == Architecture::dynamic_unet ? "DynamicUNet 32-64-128-256" : "VNet width 16";
+  return model + " " + std::to_string(c.size) + "^3 b" + std::to_string(c.batch);
+}
+
+/// What one side measured for one case, in one process of its own.
+struct Measurement {
+  double ms = 0;            // median over the timed iterations
+  double peak_mib = 0;      // RSS high-water mark over the timed iterations minus the RSS before the model existed
+  double hwm_mib = 0;       // the process's RSS high-water mark over the timed iterations, all of it
+  double cache_peak_mib = -1;  // ours only: the host allocator's peak bytes in use
+};
+
+// ----------------------------------------------------------------------------------------
+// Resident memory of this process, from /proc. Writing "5" to clear_refs (Linux >= 4.0)
+// resets VmHWM to the current RSS, so the high-water mark covers the timed iterations alone.
+
+double status_mib(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;  // kB
+  return 0;
+}
+
+bool reset_high_water_mark() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.flush();
+  return static_cast<bool>(clear);
+}
+
+Tensor<std::int64_t> random_labels(std::int64_t batch, std::int64_t size, std::int64_t classes) {
+  auto labels = Tensor<std::int64_t>::empty({batch, 1, size, size, size});
+  auto u = Tensor<float>::empty(labels.shape());
+  random::uniform(u, {.seed = 7});
+  const float* src = u.data();
+  std::int64_t* dst = labels.data();
+  for (std::int64_t i = 0; i < labels.numel(); ++i)
+    dst[i] = std::min(classes - 1, static_cast<std::int64_t>(src[i] * static_cast<float>(classes)));
+  return labels;
+}
+
+/// Nearest down-sampling by an integer factor: the deep-supervision targets nnU-Net derives.
+Tensor<std::int64_t> downsample_labels(const Tensor<std::int64_t>& full, std::int64_t factor) {
+  const std::int64_t n = full.size(0), s = full.size(2), t = s / factor;
+  auto out = Tensor<std::int64_t>::empty({n, 1, t, t, t});
+  const std::int64_t* src = full.data();
+  std::int64_t* dst = out.data();
+  for (std::int64_t b = 0; b < n; ++b)
+    for (std::int64_t z = 0; z < t; ++z)
+      for (std::int64_t y = 0; y < t; ++y)
+        for (std::int64_t x = 0; x < t; ++x)
+          dst[((b * t + z) * t + y) * t + x] = src[((b * s + z * factor) * s + y * factor) * s + x * factor];
+  return out;
+}
+
+/// Median ms of `repeats` calls of `step` after `warmup` untimed ones, and the memory the timed
+/// calls needed above `rss_before`.
+Measurement time_and_memory(const std::function<void()>& step, int warmup, int repeats, double rss_before) {
+  for (int i = 0; i < warmup; ++i) step();
+  // Where clear_refs cannot be written, VmHWM stays the lifetime peak, warm-up included.
+  (void)reset_high_water_mark();
+  Measurement m;
+  m.ms = median_ms(step, repeats, 0);
+  m.hwm_mib = status_mib("VmHWM");
+  m.peak_mib = m.hwm_mib - rss_before;
+  m.cache_peak_mib = static_cast<double>(host_allocator().stats().peak_in_use) / (1 << 20);
+  return m;
+}
+
+Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats) {
+  const double rss_before = status_mib("VmRSS");
+  auto x = Tensor<float>::empty({c.batch, 1, c.size, c.size, c.size});
+  random::normal(x, {.seed = 1});
+  const auto labels = random_labels(c.batch, c.size, c.classes);
+
+  if (c.architecture == Architecture::dynamic_unet) {
+    // nnU-Net's 3d_fullres recipe: PlainConvUNet with deep supervision, DC_and_CE_loss (batch
+    // Dice without background) at every head but the coarsest, SGD 0.01 / Nesterov 0.99 / 3e-5.
+    models::DynamicUNet<Cpu> net{{.in_channels = 1, .num_classes = c.classes}};
+    if (mode == Mode::infer) {
+      net.eval();
+      return time_and_memory([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
+    }
+    net.train(true);
+    const std::vector<Tensor<std::int64_t>> targets{labels, downsample_labels(labels, 2), downsample_labels(labels, 4)};
+    loss::DeepSupervision ds{loss::dice_ce({.include_background = false, .batch = true}), targets.size()};
+    optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.99, .nesterov = true, .weight_decay = 3e-5}};
+    return time_and_memory(
+        [&] {
+          opt.zero_grad();
+          (void)ds.forward(net.forward_all(x), targets);
+          (void)net.backward_all(ds.backward());
+          opt.step();
+        },
+        warmup, repeats, rss_before);
+  }
+  // MedicalSeg's VNet config: BatchNorm, PReLU, dropout on the two deepest levels, MixedLoss
+  // (CrossEntropy + Dice, 1:1), SGD with momentum 0.9 and weight decay 1e-4.
+  models::VNet<Cpu> net{{.in_channels = 1, .num_classes = c.classes}};
+  if (mode == Mode::infer) {
+    net.eval();
+    return time_and_memory([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
+  }
+  net.train(true);
+  loss::Mixed loss{loss::CrossEntropy{}, loss::Dice{}};
+  optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4}};
+  return time_and_memory(
+      [&] {
+        opt.zero_grad();
+        (void)loss.forward(net.forward(x), labels);
+        (void)net.backward(loss.backward());
+        opt.step();
+      },
+      warmup, repeats, rss_before);
+}
+
+// ----------------------------------------------------------------------------------------
+// Our side in a child process: the medseg command itself, started again as
+// `medseg bench <name> --threads N [--quick]` with MEDSEG_BENCH_CHILD=<case index>:<file>.
+// The child measures that one case, writes "ms peak_mib hwm_mib cache_peak_mib" to the file
+// and reports nothing.
+
+constexpr const char* child_variable = "MEDSEG_BENCH_CHILD";
+
+struct ChildRequest {
+  std::size_t index = 0;
+  std::string file;
+};
+
+std::optional<ChildRequest> child_request() {
+  const char* env = std::getenv(child_variable);
+  if (!env || !*env) return std::nullopt;
+  const std::string v = env;
+  const auto colon = v.find(':');
+  require(colon != std::string::npos, [&] {
+    return ErrorInfo{.where = "medseg bench", .field = child_variable, .expected = "<case index>:<result file>",
+                     .actual = "\"" + v + "\""};
+  });
+  return ChildRequest{static_cast<std::size_t>(std::stoul(v.substr(0, colon))), v.substr(colon + 1)};
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Measurement run_child(std::string_view bench_name, std::size_t index, const Options& options) {
+  char dir_template[] = "/tmp/medseg-bench-XXXXXX";
+  require(mkdtemp(dir_template) != nullptr, [&] {
+    return ErrorInfo{.where = "medseg bench " + std::string(bench_name), .field = "temporary directory",
+                     .expected = "one created under /tmp", .actual = "mkdtemp failed"};
+  });
+  const std::string dir = dir_template, result = dir + "/result", log = dir + "/log";
+
+  std::vector<std::string> args{"medseg", "bench", std::string(bench_name), "--threads", std::to_string(options.threads)};
+  if (options.quick) args.emplace_back("--quick");
+  std::vector<std::string> env{std::string(child_variable) + "=" + std::to_string(index) + ":" + result};
+  for (char** e = environ; *e; ++e)
+    if (std::string_view(*e).rfind(std::string(child_variable) + "=", 0) != 0) env.emplace_back(*e);
+  auto pointers = [](std::vector<std::string>& v) {
+    std::vector<char*> p;
+    for (auto& s : v) p.push_back(s.data());
+    p.push_back(nullptr);
+    return p;
+  };
+  auto argv = pointers(args), envp = pointers(env);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  int status = 0;
+  if (spawned == 0) waitpid(pid, &status, 0);
+  const std::string text = read_text(result), output = read_text(log);
+  std::remove(result.c_str());
+  std::remove(log.c_str());
+  rmdir(dir.c_str());
+
+  Measurement m;
+  std::istringstream in(text);
+  const bool ok = spawned == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                  static_cast<bool>(in >> m.ms >> m.peak_mib >> m.hwm_mib >> m.cache_peak_mib);
+  require(ok, [&] {
+    return ErrorInfo{.where = "medseg bench " + std::string(bench_name), .field = "child process for case " + std::to_string(index),
+                     .expected = "a measurement",
+                     .actual = spawned != 0 ? "posix_spawn of /proc/self/exe failed" : "exit status " + std::to_string(status),
+                     .detail = output.substr(output.size() > 600 ? output.size() - 600 : 0)};
+  });
+  return m;
+}
+
+std::string mib(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Options& options) {
+  const auto cases = model_cases(options.quick);
+  // Training iterations take seconds here: one warm-up builds every primitive and fills the
+  // caches, then the median of three. Inference is cheaper, so five.
+  const int warmup = 1, repeats = options.quick ? 1 : mode == Mode::train ? 3 : 5;
+  if (const auto request = child_request()) {
+    require(request->index < cases.size(), [&] {
+      return ErrorInfo{.where = "medseg bench " + std::string(bench_name), .field = child_variable,
+                       .expected = "a case index below " + std::to_string(cases.size()),
+                       .actual = std::to_string(request->index)};
+    });
+    const Measurement m = measure_ours(cases[request->index], mode, warmup, repeats);
+    std::ofstream(request->file) << m.ms << " " << m.peak_mib << " " << m.hwm_mib << " " << m.cache_peak_mib << "\n";
+    return {};
+  }
+
+  std::vector<Result> results;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const Measurement ours = run_child(bench_name, i, options);
+    std::string why;
+    const auto peer = run_python_peer(
+        "train.py", {mode == Mode::train ? "train" : "infer", c.key, std::to_string(c.batch), std::to_string(c.size),
+                     std::to_string(c.classes), std::to_string(options.threads), std::to_string(warmup),
+                     std::to_string(repeats)},
+        why);
+    Result r{case_label(c) + (mode == Mode::train ? " train" : " infer"), ours.ms,
+             peer ? peer->value("peer", std::string("torch")) : "torch (" + why + ")", std::nullopt, ""};
+    r.note = "peak MiB ours " + mib(ours.peak_mib);
+    if (peer && peer->contains("ms")) {
+      r.peer_ms = (*peer)["ms"].get<double>();
+      r.note += " / torch " + mib((*peer)["peak_mib"].get<double>()) + " (whole process: ours " + mib(ours.hwm_mib) +
+                " / torch " + mib((*peer)["hwm_mib"].get<double>()) + ")";
+    }
+    r.note += "; host cache peak in use " + mib(ours.cache_peak_mib) + " MiB";
+    results.push_back(r);
+  }
+  results.back().note += "; ms: median of " + std::to_string(repeats) + " after " + std::to_string(warmup) +
+                         " warm-up; peak MiB: RSS high-water mark over the timed iterations minus the RSS before the "
+                         "model was built, each case in its own process on each side";
+  return results;
+}
+
+}  // namespace
+
+std::vector<Result> run_train(const Options& options) { return run_models("train", Mode::train, options); }
+std::vector<Result> run_infer(const Options& options) { return run_models("infer", Mode::infer, options); }
+
+}  // namespace medseg::bench
