@@ -26,6 +26,23 @@ TEST_CASE("start_range allows every start when the patch fits and centres it oth
   CHECK(start_range(4, 9) == std::array<std::int64_t, 2>{-2, -2});
 }
 
+TEST_CASE("a fused crop reaches past the volume by its margin so the final patch covers the borders") {
+  // nnU-Net's get_bbox for a 90-voxel axis, a 77-voxel crop around a 48-voxel final patch:
+  // need_to_pad 29, crop starts -14..28, so the centred final patch starts 0.5..42.5.
+  CHECK(start_range(90, 77, 29) == std::array<std::int64_t, 2>{-14, 28});
+  CHECK(start_range(40, 77, 29) == std::array<std::int64_t, 2>{-18, -18});  // too small: padded evenly
+  const Sample s = ramp_sample({90, 20, 20});
+  std::int64_t lowest = 1000, highest = -1000;
+  for (std::uint64_t i = 0; i < 400; ++i) {
+    RandomStream rng(3, i);
+    const Index3 b = patch_start(s, {77, 20, 20}, 0.0f, rng, {29, 0, 0});
+    lowest = std::min(lowest, b[0]);
+    highest = std::max(highest, b[0]);
+  }
+  CHECK(lowest == -14);
+  CHECK(highest == 28);
+}
+
 TEST_CASE("crop_or_pad of a sample moves image and label together") {
   const Sample s0 = ramp_sample({5, 5, 5});
   Sample s = s0;

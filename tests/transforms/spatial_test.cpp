@@ -195,7 +195,7 @@ TEST_CASE("SpatialTransform with crop_size places the patch as ForegroundCrop wo
   for (int t = 0; t < 8; ++t) {
     Sample two_step = s0, fused = s0;
     RandomStream r1(6, static_cast<std::uint64_t>(t)), r2(6, static_cast<std::uint64_t>(t));
-    ForegroundCrop{.size = {20, 22, 24}, .foreground_fraction = 1.0f}.apply(two_step, r1);
+    ForegroundCrop{.size = {20, 22, 24}, .foreground_fraction = 1.0f, .margin = {8, 10, 12}}.apply(two_step, r1);
     SpatialTransform{.patch_size = {12, 12, 12}, .p_rotation = 0.0f, .p_scale = 0.0f}.apply(two_step, r1);
     SpatialTransform{.patch_size = {12, 12, 12}, .crop_size = {20, 22, 24}, .foreground_fraction = 1.0f,
                      .p_rotation = 0.0f, .p_scale = 0.0f}

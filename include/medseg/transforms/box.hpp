@@ -20,12 +20,14 @@ Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& siz
 template <class L>
 void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size);
 
-/// Where a patch of `size` may start along an axis of extent n: [0, n - size] when it fits,
-/// else the single centred start -(size - n) / 2 (the patch is padded evenly).
-inline std::array<std::int64_t, 2> start_range(std::int64_t n, std::int64_t size) {
-  if (n >= size) return {0, n - size};
-  const std::int64_t s = -((size - n) / 2);
-  return {s, s};
+/// Where a patch of `size` may start along an axis of extent n, as nnU-Net's get_bbox: the
+/// patch may reach `pad` voxels past the volume (half before, the rest after), and at least
+/// as far as it must to fit: [0, n - size] for pad 0 when it fits, else the centred start
+/// -(size - n) / 2 (padded evenly). A fused crop (SpatialTransform) passes pad = its crop
+/// minus its final patch, so the final patch's centre reaches the volume's border.
+inline std::array<std::int64_t, 2> start_range(std::int64_t n, std::int64_t size, std::int64_t pad = 0) {
+  if (n + pad < size) pad = size - n;
+  return {-(pad / 2), n + pad / 2 + pad % 2 - size};
 }
 
 /// Where nnU-Net's sampler puts a patch of `size`: with probability foreground_fraction
@@ -33,7 +35,8 @@ inline std::array<std::int64_t, 2> start_range(std::int64_t n, std::int64_t size
 /// uniformly, then one of its voxels uniformly; clamped to start_range), else uniformly at
 /// random within start_range. Shared by ForegroundCrop and the fused SpatialTransform.
 template <class L>
-Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng);
+Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng,
+                   const Index3& pad = {0, 0, 0});
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -81,14 +84,15 @@ void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size) {
 }
 
 template <class L>
-Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng) {
+Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng,
+                   const Index3& pad) {
   const Index3 n = s.spatial();
   const bool force = rng.bernoulli(foreground_fraction) && s.label.defined();
   const std::uint32_t class_pick = rng.next_u32();
   const std::uint32_t voxel_pick = rng.next_u32();
   Index3 begin{};
   for (int k = 0; k < 3; ++k) {
-    const auto r = start_range(n[k], size[k]);
+    const auto r = start_range(n[k], size[k], pad[k]);
     begin[k] = r[0] + static_cast<std::int64_t>(rng.below(static_cast<std::uint32_t>(r[1] - r[0] + 1)));
   }
   if (force) {
@@ -117,7 +121,7 @@ Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground
         }
       const Index3 voxel{at / (n[1] * n[2]), (at / n[2]) % n[1], at % n[2]};
       for (int k = 0; k < 3; ++k) {
-        const auto r = start_range(n[k], size[k]);
+        const auto r = start_range(n[k], size[k], pad[k]);
         begin[k] = std::clamp(voxel[k] - size[k] / 2, r[0], r[1]);
       }
     }

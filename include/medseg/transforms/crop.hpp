@@ -44,6 +44,10 @@ struct PadToSize {
 struct ForegroundCrop {
   Index3 size{};
   float foreground_fraction = 0.33f;
+  /// How far past the volume the patch may reach, half before and half after (nnU-Net's
+  /// need_to_pad: a crop larger than the final patch gets their difference, so the final
+  /// patch's centre reaches the border).
+  Index3 margin{0, 0, 0};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
 };
@@ -115,7 +119,7 @@ template <class L>
 void ForegroundCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::ForegroundCrop");
   detail::check_size(size, "transforms::ForegroundCrop");
-  crop_or_pad(s, patch_start(s, size, foreground_fraction, rng), size);
+  crop_or_pad(s, patch_start(s, size, foreground_fraction, rng, margin), size);
 }
 
 template <class L>

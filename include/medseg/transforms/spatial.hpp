@@ -410,7 +410,11 @@ void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
                        .expected = "three positive extents, or all 0", .actual = index3_text(crop_size)};
     });
     // From here on the input is the crop ForegroundCrop would have made, offset by crop_begin.
-    crop_begin = patch_start(s, crop_size, foreground_fraction, rng);
+    // Like nnU-Net's loader, the crop may reach past the volume by its margin over the final
+    // patch, so the final patch's centre covers the whole volume, borders included.
+    Index3 margin{};
+    for (int k = 0; k < 3; ++k) margin[k] = patch_size[k] > 0 ? std::max<std::int64_t>(0, crop_size[k] - patch_size[k]) : 0;
+    crop_begin = patch_start(s, crop_size, foreground_fraction, rng, margin);
     in = crop_size;
   }
   Index3 out = patch_size;
