@@ -19,6 +19,9 @@ if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR="$root" CCACHE_MAXSIZE=5G  # cache hits across clones in other folders
 fi
 step() { printf '\n== %s\n' "$*"; }
+# CTest runs $jobs tests at once: one thread each (our pool and oneDNN's OpenMP) instead of
+# every test spinning up a thread per core. Tests of thread-count invariance set their own.
+export MEDSEG_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 step "release build and tests"
 cmake -S . -B build/ci-release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null

@@ -41,7 +41,7 @@ struct DemoOptions {
   fs::path data = "/usr/share/mricron/templates";
   fs::path out = "demo-output";
   double minutes = 6.0;        // training time budget; evaluation and writing come on top
-  std::int64_t width = 8;      // VNet's first-level channels (MedicalSeg: 16)
+X
   std::int64_t patch = 48;     // training patch and sliding window edge (a multiple of 16)
   int train_cases = 12;
   int val_cases = 3;
@@ -269,7 +269,7 @@ int demo_command(Args args) {
                    "evaluates it. Training and validation cases are random deformations (affine + elastic + bias\n"
                    "field + noise) of the one real volume. Writes to DIR (default demo-output): the predicted mask\n"
                    "as NIfTI on the input's grid, overlay pictures, training curves, metrics and a deploy folder.\n"
-                   "--minutes bounds the training time (default 6); --width sets the VNet's channels (default 8),\n"
+                   "--minutes bounds the training time (default 6); --width sets the VNet's channels (default 4),\n"
                    "--patch the training patch edge (default 48, a multiple of 16).\n";
       return 0;
     } else {
