@@ -1,30 +1,13 @@
 // The medseg command as a user runs it: exit codes, help, version, bench.
 #include <catch2/catch.hpp>
 
-#include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <sys/wait.h>
 
 #include "medseg/version.hpp"
+#include "run_medseg.hpp"
 
-namespace {
-struct Run {
-  int code;
-  std::string out;
-};
-Run run_medseg(const std::string& args) {
-  const std::string cmd = std::string(MEDSEG_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-}  // namespace
+using tools_test::run_medseg;
 
 TEST_CASE("medseg --version and --help") {
   auto v = run_medseg("--version");

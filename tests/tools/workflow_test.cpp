@@ -5,13 +5,10 @@
 // library's in-process predictor gives with the checkpoint's weights.
 #include <catch2/catch.hpp>
 
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -19,26 +16,13 @@
 #include "medseg/infer/predictor.hpp"
 #include "medseg/io.hpp"
 #include "medseg/metrics.hpp"
+#include "run_medseg.hpp"
 
 namespace fs = std::filesystem;
 using namespace medseg;
+using tools_test::run_medseg;
 
 namespace {
-
-struct Run {
-  int code;
-  std::string out;
-};
-Run medseg_run(const std::string& args) {
-  const std::string cmd = std::string(MEDSEG_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
 
 /// A phantom: a bright ellipsoid (class 1) and a dark box (class 2) at random places in
 /// noise, 48x40x20 voxels of 0.8 x 0.8 x 1.6 mm, the x axis flipped (a non-identity direction).
@@ -91,7 +75,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
               {"label_ops", {{{"op", "resample"}}}},
               {"labels", {{"0", "background"}, {"1", "ellipsoid"}, {"2", "box"}}},
               {"split", {{"val", 0.2}, {"seed", 0}}}});
-  const auto prep = medseg_run("prepare --quiet --config " + (root / "prep.json").string());
+  const auto prep = run_medseg("prepare --quiet --config " + (root / "prep.json").string());
   INFO(prep.out);
   REQUIRE(prep.code == 0);
   const auto dataset = nlohmann::json::parse(std::ifstream(root / "prepared/dataset.json"));
@@ -121,7 +105,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
                         {"coef", {1}}}},
               {"inference", {{"roi", {16, 16, 16}}, {"overlap", 0.5}}},
               {"export", {{"labels", {{"0", "background"}, {"1", "ellipsoid"}, {"2", "box"}}}}}});
-  const auto tr = medseg_run("train --threads 2 --config " + (root / "train.json").string());
+  const auto tr = run_medseg("train --threads 2 --config " + (root / "train.json").string());
   INFO(tr.out);
   REQUIRE(tr.code == 0);
   CHECK(fs::exists(root / "output/best_model/model.safetensors"));
@@ -130,7 +114,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
   CHECK(fs::exists(root / "output/metrics.jsonl"));
 
   // val: learning shown on the held-out cases (a constant guess scores 0 on both classes).
-  const auto val = medseg_run("val --config " + (root / "train.json").string() + " --model_path " +
+  const auto val = run_medseg("val --config " + (root / "train.json").string() + " --model_path " +
                               (root / "output/best_model").string() + " --save_predictions");
   INFO(val.out);
   REQUIRE(val.code == 0);
@@ -139,7 +123,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
   CHECK(mean_dice > 0.6);
 
   // export -> infer on a raw validation image: output on the raw grid, equal to in-process.
-  const auto ex = medseg_run("export --config " + (root / "train.json").string() + " --model_path " +
+  const auto ex = run_medseg("export --config " + (root / "train.json").string() + " --model_path " +
                              (root / "output/best_model").string() + " --save_dir " + (root / "export").string());
   INFO(ex.out);
   REQUIRE(ex.code == 0);
@@ -151,7 +135,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
     val_case = fs::path(image).stem().string();  // "phantom_K" (.npy)
   }
   const fs::path raw = root / "raw/images" / (val_case + ".nii.gz");
-  const auto inf = medseg_run("infer --model " + (root / "export").string() + " --input " + raw.string() + " --output " +
+  const auto inf = run_medseg("infer --model " + (root / "export").string() + " --input " + raw.string() + " --output " +
                               (root / "infer").string() + " --benchmark");
   INFO(inf.out);
   REQUIRE(inf.code == 0);
@@ -177,7 +161,7 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
 
   // A bad config fails with one clear line naming the file and the key.
   write_json(root / "bad.json", {{"_base_", "train.json"}, {"iterz", 5}});
-  const auto bad = medseg_run("train --config " + (root / "bad.json").string());
+  const auto bad = run_medseg("train --config " + (root / "bad.json").string());
   CHECK(bad.code != 0);
   CHECK_THAT(bad.out, Catch::Contains("bad.json") && Catch::Contains("iterz") && Catch::Contains("iters"));
   fs::remove_all(root);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -65,6 +66,10 @@ class SampleCache {
   explicit SampleCache(std::size_t budget) : budget_(budget) {}
   std::shared_ptr<const transforms::BasicSample<L>> find(std::size_t i);
   void insert(std::size_t i, std::shared_ptr<const transforms::BasicSample<L>> sample);
+  /// Entry i, made by `load()` on a miss. Workers asking for a case another worker is
+  /// loading wait for it instead of decoding it again: each case is read once while it fits.
+  template <class F>
+  std::shared_ptr<const transforms::BasicSample<L>> get(std::size_t i, F&& load);
   std::size_t bytes() const;
 
  private:
@@ -77,6 +82,8 @@ class SampleCache {
   std::list<Entry> entries_;  // most recent first
   std::unordered_map<std::size_t, typename std::list<Entry>::iterator> index_;
   std::size_t used_ = 0;
+  std::set<std::size_t> loading_;  // cases a worker is decoding now
+  std::condition_variable loaded_;
 };
 
 /// The loader. D is any data::Dataset, T any transform (usually a Compose); L the label
@@ -111,6 +118,8 @@ class Loader {
 
  private:
   transforms::BasicSample<L> load_sample(std::size_t index) const;
+  /// Case `index` read from the dataset as a sample (no cache).
+  transforms::BasicSample<L> decode(std::size_t index) const;
   /// Sample `slot` of batch b, augmented; `index` receives its case.
   transforms::BasicSample<L> prepare(std::uint64_t b, std::size_t slot, std::size_t& index) const;
   /// Runs `workers` copies of work() on the pool until the loader stops.
@@ -211,6 +220,35 @@ void SampleCache<L>::insert(std::size_t i, std::shared_ptr<const transforms::Bas
 }
 
 template <class L>
+template <class F>
+std::shared_ptr<const transforms::BasicSample<L>> SampleCache<L>::get(std::size_t i, F&& load) {
+  {
+    std::unique_lock lock(mutex_);
+    loaded_.wait(lock, [&] { return loading_.count(i) == 0; });
+    if (const auto it = index_.find(i); it != index_.end()) {
+      entries_.splice(entries_.begin(), entries_, it->second);
+      return it->second->second;
+    }
+    loading_.insert(i);
+  }
+  auto done = [&] {
+    std::lock_guard lock(mutex_);
+    loading_.erase(i);
+    loaded_.notify_all();
+  };
+  std::shared_ptr<const transforms::BasicSample<L>> sample;
+  try {
+    sample = load();
+  } catch (...) {
+    done();
+    throw;
+  }
+  insert(i, sample);
+  done();
+  return sample;
+}
+
+template <class L>
 std::size_t SampleCache<L>::bytes() const {
   std::lock_guard lock(mutex_);
   return used_;
@@ -261,7 +299,13 @@ std::vector<std::size_t> Loader<D, T, L>::epoch_order(std::uint64_t epoch) const
 
 template <Dataset D, class T, class L>
 transforms::BasicSample<L> Loader<D, T, L>::load_sample(std::size_t index) const {
-  if (auto hit = cache_.find(index)) return *hit;  // shares the tensors: transforms replace, never write
+  if (options_.cache_bytes > 0)  // shares the tensors: transforms replace, never write
+    return *cache_.get(index, [&] { return std::make_shared<const transforms::BasicSample<L>>(decode(index)); });
+  return decode(index);
+}
+
+template <Dataset D, class T, class L>
+transforms::BasicSample<L> Loader<D, T, L>::decode(std::size_t index) const {
   Case c = dataset_.load(index);
   transforms::BasicSample<L> s;
   s.image = c.image.voxels.rank() == 3 ? c.image.voxels.reshape({1, c.image.voxels.size(0), c.image.voxels.size(1),
@@ -275,7 +319,6 @@ transforms::BasicSample<L> Loader<D, T, L>::load_sample(std::size_t index) const
     else
       s.label = v.template astype<L>().reshape(spatial);
   }
-  if (options_.cache_bytes > 0) cache_.insert(index, std::make_shared<const transforms::BasicSample<L>>(s));
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,19 @@ Evaluation evaluate(Model& model, const D& dataset, const EvaluateOptions& optio
 /// 1, ..., num_classes - 1.
 std::vector<int> foreground_classes(int num_classes);
 
+/// `model` (in eval mode) as sliding_window's predictor: a host batch in, its logits out as a
+/// host tensor of their own (the model's eval-mode output buffer is reused by its next call).
+template <class Model>
+auto host_predictor(Model& model) {
+  return [&model](const Tensor<float>& x) {
+    using B = typename Model::backend;
+    if constexpr (std::is_same_v<B, Cpu>)
+      return model.forward(x).clone();
+    else
+      return model.forward(x.template to<B>()).template to<Cpu>();
+  };
+}
+
 // ----------------------------------------------------------------------------------------
 // Implementation
 
@@ -54,15 +68,9 @@ inline std::vector<int> foreground_classes(int num_classes) {
 
 template <class Model, data::Dataset D>
 Evaluation evaluate(Model& model, const D& dataset, const EvaluateOptions& options) {
-  using B = typename Model::backend;
   const bool was_training = model.training();
   model.eval();
-  auto predict = [&](const Tensor<float>& x) {
-    if constexpr (std::is_same_v<B, Cpu>)
-      return model.forward(x).clone();  // the eval-mode output buffer is reused by the next call
-    else
-      return model.forward(x.template to<B>()).template to<Cpu>();
-  };
+  auto predict = host_predictor(model);
   if (!options.predictions_dir.empty()) std::filesystem::create_directories(options.predictions_dir);
   Evaluation out;
   for (std::size_t i = 0; i < dataset.size(); ++i) {

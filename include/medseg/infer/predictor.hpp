@@ -96,13 +96,7 @@ Predictor<B>::Predictor(models::AnyModel<B> model, DeployConfig config)
 template <class B>
 Tensor<float> Predictor<B>::sliding_window_probabilities(const Tensor<float>& image) {
   model_.eval();
-  auto predict = [&](const Tensor<float>& x) {
-    if constexpr (std::is_same_v<B, Cpu>)
-      return model_.forward(x).clone();  // the eval-mode output buffer is reused by the next call
-    else
-      return model_.forward(x.template to<B>()).template to<Cpu>();
-  };
-  return sliding_window(image, predict, sliding_window_options(config_.inference));
+  return sliding_window(image, host_predictor(model_), sliding_window_options(config_.inference));
 }
 
 template <class B>
