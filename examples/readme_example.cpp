@@ -10,7 +10,7 @@ int main() {
   auto label = Tensor<std::uint8_t>::zeros({2, 1, 96, 96, 96});
   std::cout << summary(first) << "\n";
   auto x = as_xtensor(first);                                 // zero-copy views for xtensor / Eigen
-  x = (x - xt::mean(x)()) / xt::stddev(x)();
+  xt::noalias(x) = (x - xt::mean(x)()) / xt::stddev(x)();
   set_num_threads(2);                                         // or MEDSEG_NUM_THREADS=2
   try {
     batch.reshape({5, -1});

@@ -31,10 +31,12 @@ int main() {
   std::cout << "ct:       " << summary(ct) << "\n";
 
   // z-score the view in place through the xtensor adaptor: no copy of the voxels.
+  // xt::noalias writes element by element through the view's strides; a plain `x = ...`
+  // would copy a contiguous temporary linearly over the storage (over the mask channel too).
   auto x = as_xtensor(ct);
   const double mean = xt::mean(x)();
   const double sd = xt::stddev(x)();
-  x = (x - mean) / sd;
+  xt::noalias(x) = (x - mean) / sd;
   const auto s = summarize(batch.slice(1, 0, 1));
   std::cout << "after:    " << summary(batch.slice(1, 0, 1)) << "\n";
   std::cout << "mask:     " << summary(batch.slice(1, 1, 2)) << "\n";

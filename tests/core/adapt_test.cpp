@@ -56,3 +56,15 @@ TEST_CASE("Eigen maps share storage for matrices vectors and tensors") {
   CHECK_THROWS_WITH(as_eigen_matrix(x), Catch::Contains("rank 2"));
   CHECK_THROWS_WITH(as_eigen_vector(Tensor<float>::zeros({2, 3, 2}).slice(1, 0, 1)), Catch::Contains("contiguous"));
 }
+
+TEST_CASE("xt::noalias assigns through a channel view's strides and leaves the other channel alone") {
+  auto batch = Tensor<float>::full({2, 2, 3, 4, 5}, 1.0f);
+  auto view = batch.slice(1, 0, 1);
+  auto x = as_xtensor(view);
+  xt::noalias(x) = x * 3.0f;
+  for (std::int64_t n = 0; n < 2; ++n)
+    for (std::int64_t i = 0; i < 60; ++i) {
+      REQUIRE(batch.data()[n * 120 + i] == 3.0f);       // channel 0
+      REQUIRE(batch.data()[n * 120 + 60 + i] == 1.0f);  // channel 1 untouched
+    }
+}

@@ -4,12 +4,18 @@
 //
 //   auto x = Tensor<float>::zeros({4, 5});
 //   auto xa = as_xtensor(x);           // xt::xarray_adaptor, strides included
+//   xt::noalias(xa) = xa * 2.0f;       // assign in place: see below
 //   auto m = as_eigen_matrix(x);       // Eigen::Map of a 4x5 row-major matrix
+//
+// Assign into an adaptor with xt::noalias(xa) = expr. A plain `xa = expr` evaluates into a
+// contiguous temporary and copies its storage linearly over the adaptor's, which is only
+// right for a contiguous tensor: a channel view would get the wrong voxels.
 #pragma once
 
 #include <Eigen/Core>
 #include <unsupported/Eigen/CXX11/Tensor>
 #include <xtensor/xadapt.hpp>
+#include <xtensor/xnoalias.hpp>
 
 #include "tensor.hpp"
 
