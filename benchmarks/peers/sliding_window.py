@@ -9,12 +9,17 @@ Prints one JSON object of median milliseconds per case.
 """
 import itertools
 import json
+import os
 import sys
 import time
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+
+# nnU-Net's window placement, as the tests' reference has it (one copy in the repository).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "infer"))
+from reference import steps_for as compute_steps_for_sliding_window  # noqa: E402
 
 
 def median_ms(f, repeats):
@@ -25,17 +30,6 @@ def median_ms(f, repeats):
         f()
         times.append((time.perf_counter() - start) * 1e3)
     return sorted(times)[len(times) // 2]
-
-
-def compute_steps_for_sliding_window(image_size, tile_size, tile_step_size):
-    target = [i * tile_step_size for i in tile_size]
-    num_steps = [int(np.ceil((i - k) / j)) + 1 for i, j, k in zip(image_size, target, tile_size)]
-    steps = []
-    for dim in range(len(tile_size)):
-        max_step_value = image_size[dim] - tile_size[dim]
-        actual = max_step_value / (num_steps[dim] - 1) if num_steps[dim] > 1 else 99999999999
-        steps.append([int(np.round(actual * i)) for i in range(num_steps[dim])])
-    return steps
 
 
 def compute_gaussian(tile_size, sigma_scale=1.0 / 8):
