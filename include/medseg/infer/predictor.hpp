@@ -63,6 +63,9 @@ class Predictor {
   const PredictTiming& last_timing() const { return timing_; }
 
  private:
+  /// The folder's model built from its already-read deploy description (read once).
+  Predictor(const std::filesystem::path& dir, const DeployConfig& config);
+
   DeployConfig config_;
   models::AnyModel<B> model_;
   std::vector<preprocess::Step> steps_;
@@ -79,9 +82,11 @@ inline double seconds_between(std::chrono::steady_clock::time_point a, std::chro
 }  // namespace detail
 
 template <class B>
-Predictor<B>::Predictor(const std::filesystem::path& dir)
-    : Predictor(models::AnyModel<B>::from_json(read_deploy(dir).model, (dir / deploy_file_name).string() + ": model"),
-                read_deploy(dir)) {
+Predictor<B>::Predictor(const std::filesystem::path& dir) : Predictor(dir, read_deploy(dir)) {}
+
+template <class B>
+Predictor<B>::Predictor(const std::filesystem::path& dir, const DeployConfig& config)
+    : Predictor(models::AnyModel<B>::from_json(config.model, (dir / deploy_file_name).string() + ": model"), config) {
   nn::load_state_dict(model_, dir / config_.weights);
 }
 
