@@ -18,7 +18,7 @@ prepare)
   bash scripts/setup.sh
   launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
-  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDSEG_CUDA=ON -DMEDSEG_BUILD_EXAMPLES=OFF -DMEDSEG_BUILD_TOOLS=OFF -DMEDSEG_TEST_FOLDERS="" \
+  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDSEG_CUDA=ON -DMEDSEG_NATIVE=OFF -DMEDSEG_BUILD_EXAMPLES=OFF -DMEDSEG_BUILD_TOOLS=OFF -DMEDSEG_TEST_FOLDERS="" \
     -DCMAKE_CUDA_ARCHITECTURES="90" -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
     "${launcher[@]}" >/dev/null
   targets=(cuda_tests)
