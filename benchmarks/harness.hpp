@@ -29,12 +29,14 @@ struct Options {
   bool json = false;
   bool quick = false;  // fewer repetitions: for tests of the harness, not for figures
   int threads = 1;
+  std::string input;   // --input FILE: a real volume, for the benchmarks that take one
 };
 
 struct Benchmark {
   std::string_view name;
   std::string_view summary;
   std::vector<Result> (*run)(const Options&);
+  bool takes_input = false;  // reads Options::input (`--input FILE`)
 };
 
 /// Every benchmark in benchmarks/, in the order `medseg bench` lists them.

@@ -3,8 +3,8 @@
 // 512x512x200 int16 volume, at 1 thread and at all threads, against scipy.ndimage.zoom and
 // NumPy doing the same work on the same volume in the same run. Each op is also held against
 // the machine's memory read bandwidth, measured here in the same run: the bound for work that
-// must read its whole input once. MEDSEG_BENCH_INPUT=scan.nii.gz runs it on a real volume
-// (the `--input` of the issue; `medseg bench` has no per-benchmark options yet).
+// must read its whole input once. `medseg bench preprocess --input scan.nii.gz` runs it on a
+// real volume instead (any format io/ reads).
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -146,7 +146,7 @@ std::vector<Result> run_preprocess(const Options& options) {
   Tensor<std::int16_t> ct;
   Tensor<std::uint8_t> labels;
   std::string volume = "synthetic";
-  if (const char* input = std::getenv("MEDSEG_BENCH_INPUT"); input && *input && !options.quick) {
+  if (const std::string& input = options.input; !input.empty()) {
     // A real CT (any format io/ reads), its labels a lung-like threshold of it.
     ct = io::read_image_as<std::int16_t>(input).voxels;
     require(ct.rank() == 3, [&] {

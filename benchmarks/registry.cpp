@@ -21,7 +21,7 @@ std::span<const Benchmark> all_benchmarks() {
       {"core", "tensor copies, fills and counter-based random numbers against NumPy", run_core},
       {"conv", "Conv3d / ConvTranspose3d forward and forward+backward (oneDNN) against PyTorch", run_conv},
       {"preprocess", "CT preprocessing (HU window, resample orders 0/1/3, z-score, crop) against scipy.ndimage/NumPy",
-       run_preprocess},
+       run_preprocess, /*takes_input=*/true},
       {"loss", "CrossEntropy, Dice, DiceCE and BCE forward+backward against PyTorch autograd", run_loss},
       {"optim", "SGD/Adam/AdamW steps and clip_grad_norm over an nnU-Net-sized UNet against torch.optim", run_optim},
       {"loader", "samples/s through the data loader with nnU-Net's 3D augmentation against the same chain in SciPy",

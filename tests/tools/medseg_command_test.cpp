@@ -1,9 +1,12 @@
 // The medseg command as a user runs it: exit codes, help, version, bench.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unistd.h>
 
+#include "medseg/io.hpp"
 #include "medseg/version.hpp"
 #include "run_medseg.hpp"
 
@@ -48,4 +51,34 @@ TEST_CASE("medseg bench --json prints one object with the peer measured in the s
     REQUIRE(row["peer_ms"].is_number());  // numpy is installed by scripts/setup.sh --python
     CHECK(row["speedup"].get<double>() == Approx(row["peer_ms"].get<double>() / row["ours_ms"].get<double>()));
   }
+}
+
+TEST_CASE("medseg bench preprocess --input measures the given volume; benchmarks without one refuse it") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("medseg_bench_input_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  // A small CT-like volume: air around a water-like body with a lung-like hole.
+  auto ct = medseg::Tensor<std::int16_t>::empty({20, 40, 36});
+  for (std::int64_t k = 0; k < 20; ++k)
+    for (std::int64_t j = 0; j < 40; ++j)
+      for (std::int64_t i = 0; i < 36; ++i) {
+        const bool body = j > 4 && j < 35 && i > 3 && i < 32, lung = body && j > 12 && j < 25 && i > 10 && i < 25;
+        ct.data()[(k * 40 + j) * 36 + i] = static_cast<std::int16_t>(lung ? -800 : body ? 40 : -1024);
+      }
+  const fs::path scan = dir / "scan.nii.gz";
+  medseg::io::write_image(medseg::io::AnyImage{medseg::io::Image<std::int16_t>{ct, {}}}, scan);
+
+  auto r = run_medseg("bench preprocess --quick --json --threads 1 --input " + scan.string());
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["benchmark"] == "preprocess");
+  CHECK_THAT(j["results"][0]["note"].get<std::string>(), Catch::Contains(scan.string() + " [20,40,36]"));
+
+  auto refused = run_medseg("bench core --quick --input " + scan.string());
+  CHECK(refused.code == 1);
+  CHECK_THAT(refused.out, Catch::Contains("--input") && Catch::Contains("preprocess"));
+  auto missing = run_medseg("bench preprocess --quick --input " + (dir / "nosuch.nii.gz").string());
+  CHECK(missing.code == 1);
+  CHECK_THAT(missing.out, Catch::Contains("nosuch.nii.gz"));
+  fs::remove_all(dir);
 }

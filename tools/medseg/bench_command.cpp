@@ -1,4 +1,4 @@
-// medseg bench [NAME] [--json] [--threads N] [--quick]
+// medseg bench [NAME] [--json] [--threads N] [--quick] [--input FILE]
 #include <iostream>
 #include <string>
 
@@ -19,16 +19,20 @@ int bench_command(Args args) {
       options.quick = true;
     } else if (args[i] == "--threads" && i + 1 < args.size()) {
       set_num_threads(std::stoi(std::string(args[++i])));
+    } else if (args[i] == "--input" && i + 1 < args.size()) {
+      options.input = std::string(args[++i]);
     } else if (args[i] == "--help" || args[i] == "-h") {
-      std::cout << "usage: medseg bench [NAME] [--json] [--threads N] [--quick]\n"
+      std::cout << "usage: medseg bench [NAME] [--json] [--threads N] [--quick] [--input FILE]\n"
                    "Runs benchmark NAME and its peer in the same run and prints both times and the speedup\n"
                    "(peer_ms / ours_ms). --json prints one JSON object. Without NAME, lists the benchmarks.\n"
-                   "Threads: --threads N, else MEDSEG_NUM_THREADS, else all cores.\n";
+                   "Threads: --threads N, else MEDSEG_NUM_THREADS, else all cores.\n"
+                   "--input FILE: a real volume for the benchmarks that take one (preprocess: a CT scan in\n"
+                   "any format medseg reads, used instead of the synthetic 512x512x200 volume).\n";
       return 0;
     } else if (name.empty() && !args[i].starts_with("-")) {
       name = args[i];
     } else {
-      throw Error{{.where = "medseg bench", .field = "argument", .expected = "NAME, --json, --threads N or --quick",
+      throw Error{{.where = "medseg bench", .field = "argument", .expected = "NAME, --json, --threads N, --quick or --input FILE",
                    .actual = "\"" + std::string(args[i]) + "\""}};
     }
   }
@@ -40,6 +44,13 @@ int bench_command(Args args) {
   }
   for (const auto& b : bench::all_benchmarks()) {
     if (b.name != name) continue;
+    if (!options.input.empty() && !b.takes_input) {
+      std::string takers;
+      for (const auto& t : bench::all_benchmarks())
+        if (t.takes_input) takers += (takers.empty() ? "" : ", ") + std::string(t.name);
+      throw Error{{.where = "medseg bench " + std::string(name), .field = "--input",
+                   .expected = "no --input (benchmarks that take one: " + takers + ")", .actual = options.input}};
+    }
     bench::report(b, options, b.run(options));
     return 0;
   }
