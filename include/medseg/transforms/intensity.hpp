@@ -107,19 +107,40 @@ inline ChannelStats channel_stats(const float* x, std::int64_t n) {
   std::vector<double> sums(static_cast<std::size_t>(blocks)), squares(sums.size());
   std::vector<float> mins(sums.size()), maxs(sums.size());
   parallel_for(0, blocks, 4, [&](std::int64_t b, std::int64_t e) {
+    // Eight independent running sums per block (element i goes to lane i % 8), combined in a
+    // fixed order: the loop vectorises without reassociating anything, so the result stays
+    // the same on any thread count and any instruction set.
+    constexpr std::int64_t lanes = 8;
     for (std::int64_t k = b; k < e; ++k) {
-      double s = 0, q = 0;
-      float lo = x[k * block], hi = lo;
-      for (std::int64_t i = k * block; i < std::min(n, (k + 1) * block); ++i) {
-        s += x[i];
-        q += static_cast<double>(x[i]) * x[i];
-        lo = std::min(lo, x[i]);
-        hi = std::max(hi, x[i]);
+      const std::int64_t begin = k * block, end = std::min(n, (k + 1) * block);
+      double s[lanes] = {}, q[lanes] = {};
+      float lo[lanes], hi[lanes];
+      for (std::int64_t l = 0; l < lanes; ++l) lo[l] = hi[l] = x[begin];
+      std::int64_t i = begin;
+      for (; i + lanes <= end; i += lanes)
+        for (std::int64_t l = 0; l < lanes; ++l) {
+          const float v = x[i + l];
+          s[l] += v;
+          q[l] += static_cast<double>(v) * v;
+          lo[l] = std::min(lo[l], v);
+          hi[l] = std::max(hi[l], v);
+        }
+      for (; i < end; ++i) {
+        s[0] += x[i];
+        q[0] += static_cast<double>(x[i]) * x[i];
+        lo[0] = std::min(lo[0], x[i]);
+        hi[0] = std::max(hi[0], x[i]);
       }
-      sums[static_cast<std::size_t>(k)] = s;
-      squares[static_cast<std::size_t>(k)] = q;
-      mins[static_cast<std::size_t>(k)] = lo;
-      maxs[static_cast<std::size_t>(k)] = hi;
+      for (std::int64_t l = 1; l < lanes; ++l) {
+        s[0] += s[l];
+        q[0] += q[l];
+        lo[0] = std::min(lo[0], lo[l]);
+        hi[0] = std::max(hi[0], hi[l]);
+      }
+      sums[static_cast<std::size_t>(k)] = s[0];
+      squares[static_cast<std::size_t>(k)] = q[0];
+      mins[static_cast<std::size_t>(k)] = lo[0];
+      maxs[static_cast<std::size_t>(k)] = hi[0];
     }
   });
   double s = 0, q = 0;

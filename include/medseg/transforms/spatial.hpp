@@ -230,20 +230,24 @@ struct ImageSampler {
     const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
     const auto tz = static_cast<float>(z - fz), ty = static_cast<float>(y - fy), tx = static_cast<float>(x - fx);
     if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
-      // All eight neighbours inside: the common case, with no bounds checks.
-      const std::int64_t base = (z0 * h + y0) * w + x0;
-      for (std::int64_t c = 0; c < channels; ++c) {
-        const float* p = in + c * in_plane + base;
-        const float c00 = p[0] + tx * (p[1] - p[0]);
-        const float c01 = p[w] + tx * (p[w + 1] - p[w]);
-        const float c10 = p[h * w] + tx * (p[h * w + 1] - p[h * w]);
-        const float c11 = p[h * w + w] + tx * (p[h * w + w + 1] - p[h * w + w]);
-        const float c0 = c00 + ty * (c01 - c00), c1 = c10 + ty * (c11 - c10);
-        out[c * out_plane + at] = c0 + tz * (c1 - c0);
-      }
+      interior(at, (z0 * h + y0) * w + x0, tz, ty, tx);
       return;
     }
     border(at, z0, y0, x0, tz, ty, tx);
+  }
+
+  /// All eight neighbours inside (the common case): no bounds checks. `base` is the offset
+  /// of the lowest corner.
+  void interior(std::int64_t at, std::int64_t base, float tz, float ty, float tx) const {
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const float* p = in + c * in_plane + base;
+      const float c00 = p[0] + tx * (p[1] - p[0]);
+      const float c01 = p[w] + tx * (p[w + 1] - p[w]);
+      const float c10 = p[h * w] + tx * (p[h * w + 1] - p[h * w]);
+      const float c11 = p[h * w + w] + tx * (p[h * w + w + 1] - p[h * w + w]);
+      const float c0 = c00 + ty * (c01 - c00), c1 = c10 + ty * (c11 - c10);
+      out[c * out_plane + at] = c0 + tz * (c1 - c0);
+    }
   }
 
   /// Voxels near or outside the input's edge: kept out of line so that the interior path
@@ -290,27 +294,32 @@ struct LabelSampler {
     }
     const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
     const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
-    L ids[8];
     if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
-      const L* p = in + (z0 * h + y0) * w + x0;
-      const std::int64_t offsets[8] = {0, 1, w, w + 1, h * w, h * w + 1, h * w + w, h * w + w + 1};
-      for (int k = 0; k < 8; ++k) ids[k] = p[offsets[k]];
-    } else {
-      for (int k = 0; k < 8; ++k) {
-        const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
-        const bool inside = zz >= 0 && zz < d && yy >= 0 && yy < h && xx >= 0 && xx < w;
-        ids[k] = inside ? in[(zz * h + yy) * w + xx] : L(0);
-      }
+      interior(at, (z0 * h + y0) * w + x0, z - fz, y - fy, x - fx);
+      return;
     }
+    L ids[8];
+    for (int k = 0; k < 8; ++k) {
+      const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
+      const bool inside = zz >= 0 && zz < d && yy >= 0 && yy < h && xx >= 0 && xx < w;
+      ids[k] = inside ? in[(zz * h + yy) * w + xx] : L(0);
+    }
+    out[at] = vote(ids, z - fz, y - fy, x - fx);
+  }
+
+  /// Per-class linear with all eight neighbours inside; `base` is the lowest corner's offset.
+  void interior(std::int64_t at, std::int64_t base, double tz, double ty, double tx) const {
+    const L* p = in + base;
+    const L ids[8] = {p[0], p[1], p[w], p[w + 1], p[h * w], p[h * w + 1], p[h * w + w], p[h * w + w + 1]};
+    out[at] = vote(ids, tz, ty, tx);
+  }
+
+  static L vote(const L* ids, double tz, double ty, double tx) {
     // Inside a region all eight neighbours agree: by far the common case, decided before
     // any weight is computed.
     bool uniform = true;
     for (int k = 1; k < 8; ++k) uniform = uniform && ids[k] == ids[0];
-    if (uniform) {
-      out[at] = ids[0];
-      return;
-    }
-    out[at] = largest_class(ids, z - fz, y - fy, x - fx);
+    return uniform ? ids[0] : largest_class(ids, tz, ty, tx);
   }
 
   /// Neighbours of several classes: the class whose one-hot mask interpolates largest
@@ -332,6 +341,35 @@ struct LabelSampler {
       }
     }
     return best;
+  }
+};
+
+/// Image and label read at the same coordinate, for linear image and per-class linear label
+/// (nnU-Net's spatial transform): the floors, the weights and the bounds test are computed
+/// once for both, and both reads hit the same neighbourhood.
+template <class L>
+struct PairSampler {
+  ImageSampler image;
+  LabelSampler<L> label;
+
+  void operator()(std::int64_t at, double z, double y, double x) const {
+    if (image.interpolation != ImageInterpolation::linear || label.interpolation != LabelInterpolation::per_class_linear) {
+      image(at, z, y, x);
+      label(at, z, y, x);
+      return;
+    }
+    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
+    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
+    const double tz = z - fz, ty = y - fy, tx = x - fx;
+    const std::int64_t d = image.d, h = image.h, w = image.w;
+    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
+      const std::int64_t base = (z0 * h + y0) * w + x0;
+      image.interior(at, base, static_cast<float>(tz), static_cast<float>(ty), static_cast<float>(tx));
+      label.interior(at, base, tz, ty, tx);
+      return;
+    }
+    image.border(at, z0, y0, x0, static_cast<float>(tz), static_cast<float>(ty), static_cast<float>(tx));
+    label(at, z, y, x);
   }
 };
 
@@ -367,11 +405,7 @@ void resample(BasicSample<L>& s, const SamplingGrid& grid, ImageInterpolation im
     // One walk for both: each coordinate is computed once and image and label are read
     // while the same input neighbourhood is in cache.
     auto label = Tensor<L>::empty({1, grid.out_size[0], grid.out_size[1], grid.out_size[2]});
-    const detail::LabelSampler<L> label_at(s.label, label, label_interpolation);
-    detail::walk_grid(grid, [&](std::int64_t at, double z, double y, double x) {
-      image_at(at, z, y, x);
-      label_at(at, z, y, x);
-    });
+    detail::walk_grid(grid, detail::PairSampler<L>{image_at, detail::LabelSampler<L>(s.label, label, label_interpolation)});
     s.label = label;
   }
   s.image = image;
