@@ -10,6 +10,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev catch2
   libdnnl-dev libdeflate-dev zlib1g-dev libpng-dev
+  libgdcm-dev                      # optional medseg::dicom_codecs: JPEG/JPEG-LS/JPEG 2000 DICOM
   clang libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes
 )
 for flag in "$@"; do
@@ -23,6 +24,7 @@ if [[ -n "${with_python:-}" ]]; then
   packages+=(python3-numpy python3-scipy python3-nibabel python3-torch
              insighttoolkit5-examples  # ITK's MetaImage example files: tests/io golden data
              python3-pydicom           # DICOM test files and their golden values: tests/io
+             python3-gdcm              # pydicom's decoder for the compressed ones (the same GDCM)
             )
 fi
 

@@ -81,3 +81,25 @@ TEST_CASE("medseg convert changes format dtype and orientation and keeps the geo
   CHECK(run_medseg("convert onlyone.nii").code != 0);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("medseg info and convert read compressed and colour DICOM, or say what the build lacks") {
+  const std::string files = "/usr/lib/python3/dist-packages/pydicom/data/test_files/";
+  if (!std::filesystem::exists(files + "JPEG2000.dcm")) return;  // python3-pydicom not installed
+  const auto dir = test::scratch_dir("cli_dicom");
+  const auto j2k = run_medseg("info '" + files + "JPEG2000.dcm'");
+  const auto rle = run_medseg("info '" + files + "SC_rgb_rle_2frame.dcm'");  // decoded by medseg itself
+  REQUIRE(rle.code == 0);
+  CHECK(nlohmann::json::parse(rle.out)["shape"] == nlohmann::json::array({3, 2, 100, 100}));
+#if defined(MEDSEG_WITH_GDCM) && MEDSEG_WITH_GDCM
+  REQUIRE(j2k.code == 0);
+  const auto j = nlohmann::json::parse(j2k.out);
+  CHECK(j["format"] == "dicom");
+  CHECK(j["shape"] == nlohmann::json::array({1, 1024, 256}));
+  REQUIRE(run_medseg("convert '" + files + "SC_rgb_jpeg_gdcm.dcm' '" + (dir / "rgb.nii.gz").string() + "'").code == 0);
+  CHECK(shape(read_image(dir / "rgb.nii.gz")) == Shape{3, 1, 100, 100});
+#else
+  CHECK(j2k.code == 1);
+  CHECK_THAT(j2k.out, Catch::Contains("JPEG2000.dcm") && Catch::Contains("medseg::dicom_codecs"));
+#endif
+  std::filesystem::remove_all(dir);
+}

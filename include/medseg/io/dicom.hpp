@@ -1,17 +1,21 @@
 // DICOM: one file, or a folder of CT/MR slices read into one volume. medseg parses DICOM
-// itself rather than through GDCM or DCMTK: the library stays header-only with no compiled
-// dependency for users, and the parser is fuzzed like the other formats. It reads the
-// uncompressed transfer syntaxes (implicit and explicit VR little endian, explicit big
-// endian, deflated explicit little endian), grayscale 8/16/32-bit pixels; compressed pixel
-// data (JPEG, JPEG 2000, RLE), colour and 1-bit images are refused with an Error naming the
-// file and what it holds. Slices are sorted by ImagePositionPatient along the slice normal,
-// must be uniformly spaced, and get RescaleSlope/RescaleIntercept applied. DICOM's patient
-// coordinates are LPS, medseg's own: ImageOrientationPatient gives direction columns i, j.
+// itself (header, sequences, geometry, the modality LUT), so the library stays header-only and
+// the parser is fuzzed like the other formats. It reads the uncompressed transfer syntaxes
+// (implicit and explicit VR little endian, explicit big endian, deflated), RLE, and 1/8/16/32-
+// bit pixels; colour (RGB, YBR_FULL and YBR_FULL_422 converted to RGB) reads as [3, frames,
+// rows, columns]. The JPEG family (JPEG, JPEG-LS, JPEG 2000) is decoded through GDCM when
+// medseg::dicom_codecs is linked (MEDSEG_WITH_GDCM, dicom_codecs.hpp) and refused with an Error
+// saying so otherwise. GDCM rather than DCMTK: Debian's libgdcm ships every one of these codecs
+// (IJG 8/12/16-bit, CharLS, OpenJPEG), while DCMTK's JPEG 2000 codec is a commercial add-on
+// missing from its free build. Slices are sorted by ImagePositionPatient along the slice normal, must be uniformly
+// spaced, and get RescaleSlope/RescaleIntercept applied. DICOM's patient coordinates are LPS,
+// medseg's own: ImageOrientationPatient gives direction columns i, j.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -22,6 +26,7 @@
 #include <libdeflate.h>
 
 #include "../core/error.hpp"
+#include "dicom_codecs.hpp"
 #include "file.hpp"
 #include "gzip.hpp"
 #include "image.hpp"
@@ -40,14 +45,18 @@ struct DicomSlice {
   std::array<double, 2> pixel_spacing{1, 1};    // row spacing (between rows), column spacing
   double slice_thickness = 0;
   double slope = 1, intercept = 0;
+  std::string photometric;                       // PhotometricInterpretation
+  int planar_configuration = 0;                  // colour: 0 interleaved, 1 planar
   bool has_pixels = false;
-  Bytes pixels;                                  // native byte order, BitsStored applied
+  Bytes pixels;                                  // as stored; after load_dicom: decoded (see there)
+  std::vector<Bytes> fragments;                  // encapsulated pixel data, without the offset table
 };
 
 /// Parses one DICOM file; throws Error naming `where` and the element for malformed data.
 DicomSlice parse_dicom(ByteSpan bytes, const std::string& where);
 
-/// One file as [frames, rows, columns] (a single-frame file is [1, rows, columns]).
+/// One file as [frames, rows, columns] (a single-frame file is [1, rows, columns]); a colour
+/// file as [3, frames, rows, columns] in RGB.
 AnyImage read_dicom_file(const std::filesystem::path& path, const ReadOptions& options = {});
 
 /// Every DICOM file of `folder` (one series) as one [D, H, W] volume. Files without the
@@ -74,6 +83,9 @@ class DicomParser {
       explicit_vr = ts != "1.2.840.10008.1.2";
       big = ts == "1.2.840.10008.1.2.2";
       if (ts == "1.2.840.10008.1.2.1.99") return parse_deflated(pos);
+      // Some writers store an implicit VR data set under an explicit syntax (or the reverse):
+      // as pydicom, the first element's bytes 4-5 decide.
+      if (!big && pos + 6 <= b_.size()) explicit_vr = is_vr(&b_[pos + 4]);
     } else {
       slice_.transfer_syntax = "1.2.840.10008.1.2";  // no preamble: implicit VR little endian
     }
@@ -140,7 +152,7 @@ class DicomParser {
       value = pos + 8;
     }
     if (length == 0xFFFFFFFFu) {  // a sequence, or encapsulated (compressed) pixel data
-      if (group == 0x7FE0 && elem == 0x0010 && depth == 0) slice_.has_pixels = true;
+      if (group == 0x7FE0 && elem == 0x0010 && depth == 0) return fragments(value, big);
       return skip_items(value, explicit_vr, big, depth + 1);
     }
     need(value, length, "element value");
@@ -165,6 +177,28 @@ class DicomParser {
     }
   }
 
+  /// Encapsulated pixel data: items of defined length up to the sequence delimiter; the
+  /// first is the basic offset table, which medseg does not need.
+  /// `end` bounds pixel data of defined length that still holds items (some writers do that).
+  std::size_t fragments(std::size_t pos, bool big, std::size_t end = SIZE_MAX) {
+    slice_.has_pixels = true;
+    slice_.fragments.clear();
+    for (std::size_t p = pos, k = 0;; ++k) {
+      if (p == end) return p;
+      need(p, 8, "pixel data fragment");
+      if (u16(p, big) != 0xFFFE) fail("pixel data fragment", "an item tag (FFFE,E000)", "another tag");
+      if (u16(p + 2, big) == 0xE0DD) return p + 8;
+      const std::uint32_t length = u32(p + 4, big);
+      if (length == 0xFFFFFFFFu) fail("pixel data fragment", "a defined length", "undefined");
+      need(p + 8, length, "pixel data fragment");
+      if (end != SIZE_MAX && p + 8 + length > end)
+        fail("pixel data fragment", "items inside the PixelData value", "an item past its end");
+      if (k > 0) slice_.fragments.emplace_back(b_.begin() + static_cast<std::ptrdiff_t>(p + 8),
+                                               b_.begin() + static_cast<std::ptrdiff_t>(p + 8 + length));
+      p += 8 + length;
+    }
+  }
+
   std::size_t skip_items(std::size_t pos, bool explicit_vr, bool big, int depth) {
     if (depth > 64) fail("sequence", "nesting of at most 64 levels", "deeper");
     for (std::size_t p = pos;;) {
@@ -172,6 +206,13 @@ class DicomParser {
       if (u16(p, big) == 0xFFFE && u16(p + 2, big) == 0xE0DD) return p + 8;  // sequence delimiter
       p = item(p, explicit_vr, big, depth);
     }
+  }
+
+  static bool is_vr(const std::uint8_t* p) {
+    static constexpr const char* vrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT",
+                                          "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST",
+                                          "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+    return std::any_of(std::begin(vrs), std::end(vrs), [&](const char* v) { return p[0] == v[0] && p[1] == v[1]; });
   }
 
   std::string text(std::size_t pos, std::size_t n) const {
@@ -218,6 +259,8 @@ class DicomParser {
       case 0x00280101: slice_.bits_stored = us("BitsStored (0028,0101)"); break;
       case 0x00280103: slice_.pixel_representation = us("PixelRepresentation (0028,0103)"); break;
       case 0x00280002: slice_.samples_per_pixel = us("SamplesPerPixel (0028,0002)"); break;
+      case 0x00280006: slice_.planar_configuration = us("PlanarConfiguration (0028,0006)"); break;
+      case 0x00280004: slice_.photometric = text(pos, n); break;
       case 0x00280008: {
         const double f = count("NumberOfFrames (0028,0008)", 1)[0];
         if (std::isnan(f)) break;
@@ -256,6 +299,10 @@ class DicomParser {
         break;
       }
       case 0x7FE00010:
+        if (slice_.transfer_syntax == "1.2.840.10008.1.2.5" || dicom_jpeg_family_name(slice_.transfer_syntax)) {
+          fragments(pos, big, pos + n);  // encapsulated, but given a defined length
+          break;
+        }
         slice_.has_pixels = true;
         slice_.pixels.assign(b_.begin() + static_cast<std::ptrdiff_t>(pos), b_.begin() + static_cast<std::ptrdiff_t>(pos + n));
         pixels_big_endian_ = big;
@@ -273,40 +320,64 @@ class DicomParser {
   DicomSlice slice_;
 };
 
-/// The element type of a slice's pixels, after checking medseg can read them.
+/// The element type of a slice's decoded pixels, after checking medseg can read them.
 inline DType dicom_dtype(const DicomSlice& s, const std::string& where) {
-  static const std::map<std::string, std::string> uncompressed = {
+  static const std::map<std::string, std::string> native = {
       {"1.2.840.10008.1.2", "implicit VR little endian"},
       {"1.2.840.10008.1.2.1", "explicit VR little endian"},
       {"1.2.840.10008.1.2.2", "explicit VR big endian"},
-      {"1.2.840.10008.1.2.1.99", "deflated explicit VR little endian"}};
-  require(uncompressed.count(s.transfer_syntax) > 0, [&] {
+      {"1.2.840.10008.1.2.1.99", "deflated explicit VR little endian"},
+      {"1.2.840.10008.1.2.5", "RLE lossless"}};
+  const char* jpeg = dicom_jpeg_family_name(s.transfer_syntax);
+  if (jpeg && !dicom_has_gdcm)
+    throw Error{{.where = where, .field = "TransferSyntaxUID (0002,0010)",
+                 .expected = "uncompressed or RLE pixel data (medseg must be built with GDCM, linking "
+                             "medseg::dicom_codecs, to read JPEG, JPEG-LS and JPEG 2000)",
+                 .actual = s.transfer_syntax + " (" + jpeg + ")"}};
+  require(jpeg || native.count(s.transfer_syntax) > 0, [&] {
     return ErrorInfo{.where = where, .field = "TransferSyntaxUID (0002,0010)",
-                     .expected = "an uncompressed syntax (implicit/explicit VR little endian, explicit big endian, deflated)",
-                     .actual = s.transfer_syntax.empty() ? "none" : s.transfer_syntax + " (compressed pixel data)"};
+                     .expected = "uncompressed, RLE, JPEG, JPEG-LS or JPEG 2000 pixel data",
+                     .actual = s.transfer_syntax.empty() ? "none" : s.transfer_syntax + " (a syntax medseg does not decode)"};
   });
-  require(s.has_pixels && !s.pixels.empty(), [&] {
-    return ErrorInfo{.where = where, .field = "PixelData (7FE0,0010)", .expected = "present", .actual = "missing"};
+  const bool encapsulated = jpeg || s.transfer_syntax == "1.2.840.10008.1.2.5";
+  require(s.has_pixels && (encapsulated ? !s.fragments.empty() : !s.pixels.empty()), [&] {
+    return ErrorInfo{.where = where, .field = "PixelData (7FE0,0010)",
+                     .expected = encapsulated ? "encapsulated frames" : "present", .actual = "missing"};
   });
-  require(s.samples_per_pixel == 1, [&] {
-    return ErrorInfo{.where = where, .field = "SamplesPerPixel (0028,0002)", .expected = "1 (grayscale)",
-                     .actual = std::to_string(s.samples_per_pixel) + " (colour)"};
+  require(s.samples_per_pixel == 1 || s.samples_per_pixel == 3, [&] {
+    return ErrorInfo{.where = where, .field = "SamplesPerPixel (0028,0002)", .expected = "1 (grayscale) or 3 (colour)",
+                     .actual = std::to_string(s.samples_per_pixel)};
   });
-  require(s.bits_allocated == 8 || s.bits_allocated == 16 || s.bits_allocated == 32, [&] {
-    return ErrorInfo{.where = where, .field = "BitsAllocated (0028,0100)", .expected = "8, 16 or 32",
-                     .actual = std::to_string(s.bits_allocated)};
-  });
+  require(s.bits_allocated == 8 || s.bits_allocated == 16 || s.bits_allocated == 32 ||
+              (s.bits_allocated == 1 && s.samples_per_pixel == 1 && !encapsulated),
+          [&] {
+            return ErrorInfo{.where = where, .field = "BitsAllocated (0028,0100)",
+                             .expected = "8, 16 or 32 (or 1, uncompressed grayscale)",
+                             .actual = std::to_string(s.bits_allocated)};
+          });
   require(s.rows > 0 && s.columns > 0, [&] {
     return ErrorInfo{.where = where, .field = "Rows/Columns (0028,0010/0011)", .expected = "positive sizes",
                      .actual = std::to_string(s.rows) + " x " + std::to_string(s.columns)};
   });
+  if (s.samples_per_pixel == 3) {
+    static const std::map<std::string, bool> colour = {  // whether it needs converting to RGB
+        {"RGB", false}, {"YBR_RCT", false}, {"YBR_ICT", false}, {"YBR_FULL", true}, {"YBR_FULL_422", true}};
+    const auto it = colour.find(s.photometric);
+    require(it != colour.end() && (!it->second || s.bits_allocated == 8), [&] {
+      return ErrorInfo{.where = where, .field = "PhotometricInterpretation (0028,0004)",
+                       .expected = "RGB, YBR_RCT, YBR_ICT, or 8-bit YBR_FULL/YBR_FULL_422 for colour",
+                       .actual = s.photometric + " with " + std::to_string(s.bits_allocated) + " bits"};
+    });
+  }
   const bool sign = s.pixel_representation == 1;
-  return s.bits_allocated == 8 ? (sign ? DType::int8 : DType::uint8)
+  return s.bits_allocated <= 8 ? (sign && s.bits_allocated == 8 ? DType::int8 : DType::uint8)
          : s.bits_allocated == 16 ? (sign ? DType::int16 : DType::uint16)
                                   : (sign ? DType::int32 : DType::uint32);
 }
 
 /// Native-order samples with the bits above BitsStored cleared (unsigned) or sign-extended.
+/// This also undoes a JPEG 2000 codestream that is unsigned while PixelRepresentation says
+/// signed (pydicom's J2K correction), as the codestream's precision is BitsStored.
 template <class T>
 void apply_bits_stored(Bytes& pixels, bool big, int bits_stored) {
   const std::size_t n = pixels.size() / sizeof(T);
@@ -324,23 +395,74 @@ void apply_bits_stored(Bytes& pixels, bool big, int bits_stored) {
   }
 }
 
+/// Parses one file and decodes its pixels: afterwards `pixels` holds native-order samples of
+/// `*type`, [frames, rows, columns] for grayscale and [3, frames, rows, columns] RGB for colour.
 inline DicomSlice load_dicom(ByteSpan bytes, const std::string& where, DType* type) {
   DicomParser parser(bytes, where);
   DicomSlice s = parser.parse();
   *type = dicom_dtype(s, where);
-  const std::uint64_t needed = static_cast<std::uint64_t>(s.rows) * static_cast<std::uint64_t>(s.columns) *
-                               static_cast<std::uint64_t>(s.frames) * size_of(*type);
+  const std::uint64_t plane = static_cast<std::uint64_t>(s.rows) * static_cast<std::uint64_t>(s.columns);
+  const std::uint64_t count = plane * static_cast<std::uint64_t>(s.frames);  // pixels of all frames
+  const std::uint64_t samples = count * static_cast<std::uint64_t>(s.samples_per_pixel);
+  const std::uint64_t needed = samples * size_of(*type);
+  auto frag_spans = [&] {
+    std::vector<ByteSpan> spans;
+    for (const auto& f : s.fragments) spans.emplace_back(f);
+    return spans;
+  };
+  bool big = parser.pixels_big_endian_, planar = s.planar_configuration == 1;
+  const bool ybr_422 = s.photometric == "YBR_FULL_422";
+  if (s.transfer_syntax == "1.2.840.10008.1.2.5") {
+    s.pixels = rle_decode(frag_spans(), s.frames, s.rows, s.columns, s.samples_per_pixel, s.bits_allocated, where);
+    big = !host_is_little_endian;
+    planar = true;  // RLE keeps each sample in its own segments
+  } else if (dicom_jpeg_family_name(s.transfer_syntax)) {
+#if defined(MEDSEG_WITH_GDCM) && MEDSEG_WITH_GDCM
+    s.pixels = gdcm_decode(frag_spans(), s.transfer_syntax, s.photometric, s.frames, s.rows, s.columns,
+                           s.samples_per_pixel, s.bits_allocated, s.bits_stored, s.pixel_representation,
+                           s.planar_configuration, where);
+    big = !host_is_little_endian;
+#endif  // without GDCM, dicom_dtype has refused it
+  } else if (s.bits_allocated == 1) {
+    require(s.pixels.size() * 8 >= count, [&] {
+      return ErrorInfo{.where = where, .field = "PixelData (7FE0,0010)",
+                       .expected = std::to_string((count + 7) / 8) + " bytes of 1-bit pixels",
+                       .actual = std::to_string(s.pixels.size()) + " bytes"};
+    });
+    s.pixels = unpack_bits(s.pixels, static_cast<std::size_t>(count));
+    s.bits_allocated = s.bits_stored = 8;
+  } else if (ybr_422) {  // stored subsampled: 2 bytes a pixel
+    s.pixels = expand_ybr_422(s.pixels, s.frames, s.rows, s.columns, where);
+    planar = false;
+  }
+  s.fragments.clear();
   require(s.pixels.size() >= needed, [&] {
     return ErrorInfo{.where = where, .field = "PixelData (7FE0,0010)",
                      .expected = std::to_string(needed) + " bytes for " + std::to_string(s.frames) + " x " +
-                                 std::to_string(s.rows) + " x " + std::to_string(s.columns) + " " + std::string(name(*type)),
+                                 std::to_string(s.rows) + " x " + std::to_string(s.columns) +
+                                 (s.samples_per_pixel == 3 ? " x 3 " : " ") + std::string(name(*type)),
                      .actual = std::to_string(s.pixels.size()) + " bytes", .detail = "the header's sizes exceed the data"};
   });
   s.pixels.resize(static_cast<std::size_t>(needed));
   visit_dtype(*type, [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (std::is_integral_v<T>) apply_bits_stored<T>(s.pixels, parser.pixels_big_endian_, s.bits_stored);
+    if constexpr (std::is_integral_v<T>) apply_bits_stored<T>(s.pixels, big, s.bits_stored);
   });
+  if (s.samples_per_pixel == 3) {
+    const std::size_t width = size_of(*type), n = static_cast<std::size_t>(plane);
+    const std::size_t frames = static_cast<std::size_t>(s.frames);
+    if (s.photometric == "YBR_FULL" || ybr_422)
+      for (std::size_t f = 0; f < frames; ++f)
+        ybr_full_to_rgb(s.pixels.data() + f * 3 * n, n, planar ? 1 : 3, planar ? n : 1);
+    // [frames][rows][columns][3] or [frames][3][rows][columns] to [3][frames][rows][columns].
+    Bytes out(s.pixels.size());
+    for (std::size_t f = 0; f < frames; ++f)
+      for (std::size_t c = 0; c < 3; ++c)
+        for (std::size_t i = 0; i < n; ++i)
+          std::memcpy(&out[((c * frames + f) * n + i) * width],
+                      &s.pixels[(planar ? (f * 3 + c) * n + i : (f * n + i) * 3 + c) * width], width);
+    s.pixels = std::move(out);
+  }
   return s;
 }
 
@@ -371,7 +493,8 @@ inline AnyImage read_dicom_file(const std::filesystem::path& path, const ReadOpt
     }
   }
   validate(g, path.string());
-  return decode_voxels(s.pixels, type, false, {s.frames, s.rows, s.columns}, g, {s.slope, s.intercept}, options);
+  const Shape shape = s.samples_per_pixel == 3 ? Shape{3, s.frames, s.rows, s.columns} : Shape{s.frames, s.rows, s.columns};
+  return decode_voxels(s.pixels, type, false, shape, g, {s.slope, s.intercept}, options);
 }
 
 inline AnyImage read_dicom_series(const std::filesystem::path& folder, const ReadOptions& options) {
@@ -410,14 +533,15 @@ inline AnyImage read_dicom_series(const std::filesystem::path& folder, const Rea
                        .actual = l.slice.series_uid};
     });
     require(l.slice.rows == first.slice.rows && l.slice.columns == first.slice.columns && l.type == first.type &&
-                l.slice.frames == 1,
+                l.slice.frames == 1 && (l.slice.samples_per_pixel == 1 || slices.size() == 1),
             [&] {
-              return ErrorInfo{.where = where, .field = "Rows/Columns/BitsAllocated/NumberOfFrames",
+              return ErrorInfo{.where = where, .field = "Rows/Columns/BitsAllocated/NumberOfFrames/SamplesPerPixel",
                                .expected = std::to_string(first.slice.rows) + " x " + std::to_string(first.slice.columns) +
-                                           " single-frame " + std::string(name(first.type)) + " as " +
+                                           " single-frame grayscale " + std::string(name(first.type)) + " as " +
                                            first.file.filename().string(),
                                .actual = std::to_string(l.slice.rows) + " x " + std::to_string(l.slice.columns) + " " +
-                                         std::to_string(l.slice.frames) + "-frame " + std::string(name(l.type))};
+                                         std::to_string(l.slice.frames) + "-frame " +
+                                         (l.slice.samples_per_pixel == 3 ? "colour " : "") + std::string(name(l.type))};
             });
     require(slices.size() == 1 || (l.slice.position && l.slice.orientation), [&] {
       return ErrorInfo{.where = where, .field = "ImagePositionPatient/ImageOrientationPatient",
