@@ -40,11 +40,14 @@ open(os.path.join(out, "metaimage", "z.mha"), "wb").write(
     (head + "CompressedData = True\nCompressedDataSize = %d\nElementDataFile = LOCAL\n" % len(z)).encode() + z)
 open(os.path.join(out, "gzip", "a.gz"), "wb").write(gzip.compress(voxels))
 open(os.path.join(out, "gzip", "z.zraw"), "wb").write(z)
-try:  # DICOM seeds: pydicom's small test files in each uncompressed transfer syntax
+try:  # DICOM seeds: pydicom's small test files in each uncompressed transfer syntax, plus the
+    # paths medseg decodes itself (RLE, 8/16/32-bit colour RLE, YBR colour, 1-bit)
     import shutil
     import pydicom
     root = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
-    for name in ("CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "rtdose_1frame.dcm"):
+    for name in ("CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "rtdose_1frame.dcm",
+                 "MR_small_RLE.dcm", "SC_rgb_rle.dcm", "SC_rgb_rle_16bit.dcm", "SC_rgb_rle_32bit_2frame.dcm",
+                 "SC_rgb_small_odd.dcm", "SC_ybr_full_422_uncompressed.dcm", "liver_1frame.dcm"):
         if os.path.exists(os.path.join(root, name)):
             shutil.copy(os.path.join(root, name), os.path.join(out, "dicom", name))
 except ImportError:
