@@ -7,9 +7,10 @@
 // medseg::dicom_codecs is linked (MEDSEG_WITH_GDCM, dicom_codecs.hpp) and refused with an Error
 // saying so otherwise. GDCM rather than DCMTK: Debian's libgdcm ships every one of these codecs
 // (IJG 8/12/16-bit, CharLS, OpenJPEG), while DCMTK's JPEG 2000 codec is a commercial add-on
-// missing from its free build. Slices are sorted by ImagePositionPatient along the slice normal, must be uniformly
-// spaced, and get RescaleSlope/RescaleIntercept applied. DICOM's patient coordinates are LPS,
-// medseg's own: ImageOrientationPatient gives direction columns i, j.
+// missing from its free build. Slices are sorted by ImagePositionPatient along the slice
+// normal, must be uniformly spaced, and get RescaleSlope/RescaleIntercept applied. DICOM's
+// patient coordinates are LPS, medseg's own: ImageOrientationPatient gives direction columns
+// i, j.
 #pragma once
 
 #include <algorithm>
