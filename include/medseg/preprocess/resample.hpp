@@ -265,6 +265,19 @@ void resize_nearest(const T* src, Out* dst, const Extent3& in, const std::array<
                });
 }
 
+/// An input sample as the resampler reads it: converted to float, then through `load` (a
+/// window, say) when there is one. The lambda holds a copy of `load`: its fields cannot alias
+/// the output, so they stay in registers.
+template <class T, class Load>
+auto loader(const Load& load) {
+  return [f = load](T v) {
+    if constexpr (std::is_same_v<Load, std::nullptr_t>)
+      return static_cast<float>(v);
+    else
+      return static_cast<float>(f(static_cast<float>(v)));
+  };
+}
+
 /// Orders 0 and 1 when W shrinks: for each output row, blend its (at most 2 x 2) input rows
 /// along D and H at full width, then gather along W. The W gather is the costly step (an
 /// indexed load per tap), and doing it last does it once per output voxel instead of once
@@ -275,13 +288,7 @@ void resize_blend_rows_first(const T* src, Out* dst, const Extent3& in, const st
                              Load& load) {
   const std::int64_t H = in[1], W = in[2];
   const std::int64_t Ho = p[1].out, Wo = p[2].out;
-  const Load f = load;  // a local copy, so its fields stay in registers
-  auto loaded = [f](T v) {
-    if constexpr (std::is_same_v<Load, std::nullptr_t>)
-      return static_cast<float>(v);
-    else
-      return static_cast<float>(f(static_cast<float>(v)));
-  };
+  const auto loaded = loader<T>(load);
   const auto& pw = p[2];
   parallel_for(0, p[0].out * Ho, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(W, 1)),
                [&](std::int64_t b, std::int64_t e) {
@@ -342,13 +349,7 @@ void resize_separable(const T* src, Out* dst, const Extent3& in, const std::arra
   const std::int64_t D = in[0], H = in[1], W = in[2];
   const std::int64_t Ho = p[1].out, Wo = p[2].out, Do = p[0].out;
   const std::int64_t plane = Ho * Wo;
-  const Load f = load;  // a local copy: its fields cannot alias the output, so they stay in registers
-  auto loaded = [f](T v) {
-    if constexpr (std::is_same_v<Load, std::nullptr_t>)
-      return static_cast<float>(v);
-    else
-      return static_cast<float>(f(static_cast<float>(v)));
-  };
+  const auto loaded = loader<T>(load);
   constexpr bool direct_gather = std::is_same_v<T, float> && std::is_same_v<Load, std::nullptr_t>;
   auto gather_row = [](float* o, const auto* row, const AxisPlan& pw) {
     const std::int64_t Wo = pw.out;
