@@ -41,7 +41,8 @@ std::string shell_quote(const std::string& s) {
 std::optional<nlohmann::json> run_python_peer(const std::string& script, const std::vector<std::string>& args,
                                               std::string& why) {
   // Debian's interpreter: the python3 first on PATH may not see Debian's numpy and torch.
-  const std::string python = "/usr/bin/python3";
+  const char* chosen = std::getenv("MEDSEG_PEER_PYTHON");
+  const std::string python = chosen && *chosen ? chosen : "/usr/bin/python3";
   const std::string path = peers_dir() + "/" + script;
   if (!std::ifstream(path)) {
     why = "peer script " + path + " not found";

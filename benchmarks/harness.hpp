@@ -30,6 +30,7 @@ struct Options {
   bool quick = false;  // fewer repetitions: for tests of the harness, not for figures
   int threads = 1;
   std::string input;   // --input FILE: a real volume, for the benchmarks that take one
+  std::string device = "cpu";  // --device cpu|cuda, for the benchmarks that take one
 };
 
 struct Benchmark {
@@ -37,6 +38,7 @@ struct Benchmark {
   std::string_view summary;
   std::vector<Result> (*run)(const Options&);
   bool takes_input = false;  // reads Options::input (`--input FILE`)
+  bool takes_device = false; // runs on Options::device (`--device cuda`); others are CPU-only
 };
 
 /// Every benchmark in benchmarks/, in the order `medseg bench` lists them.
@@ -45,7 +47,8 @@ std::span<const Benchmark> all_benchmarks();
 /// Median wall time in milliseconds of `repeats` calls after `warmup` untimed ones.
 double median_ms(const std::function<void()>& f, int repeats, int warmup = 1);
 
-/// Runs benchmarks/peers/<script> with Debian's /usr/bin/python3 and returns the JSON object
+/// Runs benchmarks/peers/<script> with Debian's /usr/bin/python3 (or $MEDSEG_PEER_PYTHON: on a
+/// GPU machine, the interpreter that holds CUDA PyTorch and CuPy) and returns the JSON object
 /// it prints ({"case": ms, ..., "peer": "numpy 1.24.2"}), or nullopt with `why` filled in.
 std::optional<nlohmann::json> run_python_peer(const std::string& script, const std::vector<std::string>& args,
                                               std::string& why);

@@ -4,10 +4,16 @@
 // NumPy doing the same work on the same volume in the same run. Each op is also held against
 // the machine's memory read bandwidth, measured here in the same run: the bound for work that
 // must read its whole input once. `medseg bench preprocess --input scan.nii.gz` runs it on a
-// real volume instead (any format io/ reads).
+// real volume instead (any format io/ reads). `--device cuda` runs the same cases on the GPU
+// (backends/cuda/preprocess.hpp): per case the CPU at 1 thread and at all threads, the GPU on
+// device-resident data (CUDA events) and with its transfers from and to pinned host memory,
+// against CuPy (cupyx.scipy.ndimage on the same GPU) and SciPy in the same run.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <optional>
+#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -23,6 +29,9 @@
 #include "medseg/preprocess/resample.hpp"
 #include "medseg/preprocess/prepare.hpp"
 #include "medseg/preprocess/segmentation_resample.hpp"
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+#include "medseg/cuda.hpp"
+#endif
 
 namespace medseg::bench {
 namespace {
@@ -134,18 +143,10 @@ Result time_prepare(const Options& options) {
   return r;
 }
 
-}  // namespace
-
-std::vector<Result> run_preprocess(const Options& options) {
-  using namespace medseg::preprocess;
-  const std::int64_t D = options.quick ? 50 : 200, H = options.quick ? 128 : 512, W = H;
-  const std::int64_t out = options.quick ? 32 : 128;
-  const int repeats = options.quick ? 2 : 7;
-  const Extent3 target{out, out, out};
-
-  Tensor<std::int16_t> ct;
-  Tensor<std::uint8_t> labels;
-  std::string volume = "synthetic";
+/// The benchmark's volume: the synthetic CT (D x H x W) or `--input`'s real one, whose labels
+/// are then a lung-like threshold of it. Returns how to name it in the report.
+std::string benchmark_volume(const Options& options, std::int64_t D, std::int64_t H, std::int64_t W,
+                             Tensor<std::int16_t>& ct, Tensor<std::uint8_t>& labels) {
   if (const std::string& input = options.input; !input.empty()) {
     // A real CT (any format io/ reads), its labels a lung-like threshold of it.
     ct = io::read_image_as<std::int16_t>(input).voxels;
@@ -154,27 +155,318 @@ std::vector<Result> run_preprocess(const Options& options) {
     });
     labels = Tensor<std::uint8_t>::empty(ct.shape());
     for (std::int64_t i = 0; i < ct.numel(); ++i) labels.data()[i] = ct.data()[i] > -950 && ct.data()[i] < -400;
-    volume = std::string(input) + " " + ct.shape().to_string();
-  } else {
-    ct = Tensor<std::int16_t>::empty({D, H, W});
-    labels = Tensor<std::uint8_t>::empty({D, H, W});
-    synthetic_ct(ct, labels);
+    return std::string(input) + " " + ct.shape().to_string();
   }
-  const std::int64_t d0 = ct.size(0), h0 = ct.size(1), w0 = ct.size(2);
+  ct = Tensor<std::int16_t>::empty({D, H, W});
+  labels = Tensor<std::uint8_t>::empty({D, H, W});
+  synthetic_ct(ct, labels);
+  return "synthetic";
+}
 
-  // The peer reads the very same volume.
+/// Runs peers/<script> IMAGE LABELS args... on raw copies of the volume and its labels.
+std::optional<nlohmann::json> run_volume_peer(const std::string& script, const Tensor<std::int16_t>& ct,
+                                              const Tensor<std::uint8_t>& labels, std::vector<std::string> args,
+                                              std::string& why) {
   const std::string stem = "/tmp/medseg_bench_preprocess_" + std::to_string(getpid());
   std::ofstream(stem + ".ct", std::ios::binary).write(reinterpret_cast<const char*>(ct.data()), static_cast<std::streamsize>(ct.nbytes()));
   std::ofstream(stem + ".labels", std::ios::binary)
       .write(reinterpret_cast<const char*>(labels.data()), static_cast<std::streamsize>(labels.nbytes()));
-  std::string why;
-  const auto peer = run_python_peer("preprocess.py",
-                                    {stem + ".ct", stem + ".labels", std::to_string(d0), std::to_string(h0),
-                                     std::to_string(w0), std::to_string(out), std::to_string(repeats),
-                                     options.quick ? "1" : "2"},
-                                    why);
+  args.insert(args.begin(), {stem + ".ct", stem + ".labels"});
+  auto peer = run_python_peer(script, args, why);
   std::remove((stem + ".ct").c_str());
   std::remove((stem + ".labels").c_str());
+  return peer;
+}
+
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+
+/// Median milliseconds between CUDA events around `op` (after a warm-up call): the GPU's time
+/// for work on data already on the device, host round trips inside the op included.
+double gpu_ms(const std::function<void()>& op, int repeats) {
+  const cudaStream_t s = cuda::current_stream();
+  op();
+  Cuda::synchronize();
+  cuda::Event start, stop;
+  std::vector<double> t;
+  for (int i = 0; i < std::max(1, repeats); ++i) {
+    start.record(s);
+    op();
+    stop.record(s);
+    stop.synchronize();
+    t.push_back(stop.elapsed_ms_since(start));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+/// A host tensor in page-locked memory (the buffers a loader would fill), so host <-> device
+/// copies run at the bus's speed.
+template <class T>
+struct PinnedTensor {
+  cuda::PinnedBuffer buffer;
+  Tensor<T> view;
+  explicit PinnedTensor(const Shape& shape)
+      : buffer(static_cast<std::size_t>(shape.product()) * sizeof(T)),
+        view(Tensor<T>::wrap(static_cast<T*>(buffer.data()), shape)) {}
+};
+
+/// The dataset case on the GPU: each case read (NIfTI), its image windowed and resampled in one
+/// pass and its labels resampled with order 0 on the device, both written as .npy, cases spread
+/// over the CPU threads (each on its own per-thread stream). Returns milliseconds.
+double gpu_prepare_ms(const std::filesystem::path& raw, const std::filesystem::path& out_dir, std::int64_t out,
+                      const preprocess::HuWindow& window) {
+  namespace fs = std::filesystem;
+  using namespace medseg::preprocess;
+  std::vector<fs::path> names;
+  for (const auto& e : fs::directory_iterator(raw / "images")) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  fs::create_directories(out_dir / "images");
+  fs::create_directories(out_dir / "labels");
+  const Extent3 target{out, out, out};
+  const auto t0 = std::chrono::steady_clock::now();
+  parallel_for(0, static_cast<std::int64_t>(names.size()), 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      const fs::path& name = names[static_cast<std::size_t>(i)];
+      const auto image = io::read_image_as<std::int16_t>(raw / "images" / name);
+      const auto label = io::read_image_as<std::uint8_t>(raw / "labels" / name);
+      const Extent3 in{image.voxels.size(0), image.voxels.size(1), image.voxels.size(2)};
+      const auto x = resize(image.voxels.to<Cuda>(), target, {.order = 1}, window);
+      const auto y = resize<std::uint8_t>(label.voxels.to<Cuda>(), target, {.order = 0});
+      const io::Geometry g = resized_geometry(image.geometry, in, target, GridMode::corners);
+      const std::string stem = name.string().substr(0, name.string().find('.'));
+      io::write_image(io::Image<float>{x.to<Cpu>(), g}, out_dir / "images" / (stem + ".npy"));
+      io::write_image(io::Image<std::uint8_t>{y.to<Cpu>(), g}, out_dir / "labels" / (stem + ".npy"));
+    }
+  });
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Times of one case on every side; ratios are other / GPU (above 1: the GPU is faster).
+struct GpuCase {
+  std::string name;
+  double cpu_1 = 0, cpu_all = 0, gpu = 0, gpu_transfers = 0;
+  std::optional<double> cupy{}, scipy{};
+};
+
+Result gpu_result(const GpuCase& c, const std::string& cupy_name, int threads, const std::string& extra) {
+  auto ms = [](std::optional<double> v) { return v ? fmt(*v, 2) + " ms" : std::string("n/a"); };
+  auto ratio = [&](std::optional<double> v) { return v ? fmt(*v / c.gpu, 1) + "x" : std::string("n/a"); };
+  std::string note = "CPU 1 thread " + fmt(c.cpu_1, 2) + " ms, CPU " + std::to_string(threads) + " threads " +
+                     fmt(c.cpu_all, 2) + " ms, GPU with transfers " + ms(c.gpu_transfers > 0 ? std::optional(c.gpu_transfers) : std::nullopt) +
+                     ", CuPy " + ms(c.cupy) + ", SciPy " + ms(c.scipy) + "; GPU speedup vs CuPy " + ratio(c.cupy) +
+                     ", vs CPU 1 thread " + ratio(c.cpu_1) + ", vs CPU " + std::to_string(threads) + " threads " +
+                     ratio(c.cpu_all) + ", vs SciPy " + ratio(c.scipy) + extra;
+  return {c.name + " [cuda]", c.gpu, cupy_name, c.cupy, note};
+}
+
+std::vector<Result> run_preprocess_cuda(const Options& options) {
+  using namespace medseg::preprocess;
+  require(cuda::available(), [] {
+    return ErrorInfo{.where = "medseg bench preprocess --device cuda", .field = "GPU", .expected = "a CUDA device",
+                     .actual = "none (no driver or no visible GPU on this machine)"};
+  });
+  namespace fs = std::filesystem;
+  const std::int64_t D = options.quick ? 50 : 200, H = options.quick ? 128 : 512, W = H;
+  const std::int64_t out = options.quick ? 32 : 128;
+  const int repeats = options.quick ? 2 : 7, cpu_repeats = options.quick ? 1 : 3;
+  const Extent3 target{out, out, out};
+  const int all = options.threads;
+
+  Tensor<std::int16_t> ct;
+  Tensor<std::uint8_t> labels;
+  const std::string volume = benchmark_volume(options, D, H, W, ct, labels);
+  const Extent3 in{ct.size(0), ct.size(1), ct.size(2)};
+  const HuWindow window{.lo = -1250, .hi = 250};
+  const auto windowed = hu_window(ct, window);
+
+  // CuPy and SciPy on the same volume (the GPU is idle meanwhile).
+  std::string why;
+  const auto peer = run_volume_peer("preprocess_cupy.py", ct, labels,
+                                    {std::to_string(in[0]), std::to_string(in[1]), std::to_string(in[2]),
+                                     std::to_string(out), std::to_string(repeats), options.quick ? "1" : "3"},
+                                    why);
+  auto peer_ms = [&](const char* side, const char* key) -> std::optional<double> {
+    if (peer && peer->contains(side) && (*peer)[side].is_object() && (*peer)[side].contains(key) &&
+        (*peer)[side][key].is_number())
+      return (*peer)[side][key].get<double>();
+    return std::nullopt;
+  };
+  const bool has_cupy = peer && peer->contains("cupy") && (*peer)["cupy"].is_object();
+  const std::string cupy_name = !peer ? "cupy n/a (" + why + ")"
+                                : has_cupy ? peer->value("cupy_version", std::string("cupy")) + " (kernel time)"
+                                           : "cupy n/a (" + peer->value("cupy_error", std::string("not importable")) + ")";
+
+  // Device copies of the inputs, resident for the kernel-only timings; plans made once.
+  const auto ct_d = ct.to<Cuda>();
+  const auto labels_d = labels.to<Cuda>();
+  const auto windowed_d = windowed.to<Cuda>();
+  const cuda::ResamplePlan order1(in, target, {.order = 1});
+  const cuda::ResamplePlan order3(in, target, {.order = 3});
+  const cuda::ResamplePlan order0(in, target, {.order = 0});
+  auto small_d = Tensor<float, Cuda>::empty({out, out, out});
+  auto small_labels_d = Tensor<std::uint8_t, Cuda>::empty({out, out, out});
+  const cuda::VoxelMap window_map = cuda::VoxelMap::window(window);
+
+  // Pinned host buffers for the timings with transfers: input up, result down.
+  PinnedTensor<std::int16_t> ct_pinned(ct.shape());
+  PinnedTensor<std::uint8_t> labels_pinned(labels.shape());
+  PinnedTensor<float> windowed_pinned(windowed.shape());
+  PinnedTensor<float> full_out(windowed.shape());
+  PinnedTensor<float> small_out({out, out, out});
+  PinnedTensor<std::uint8_t> small_labels_out({out, out, out});
+  ct_pinned.view.copy_from(ct);
+  labels_pinned.view.copy_from(labels);
+  windowed_pinned.view.copy_from(windowed);
+  const Box body = nonzero_box(ct, std::int16_t(-1024));
+  PinnedTensor<std::int16_t> crop_out(Shape{body.shape()[0], body.shape()[1], body.shape()[2]});
+
+  struct Op {
+    std::string name;
+    const char* key;                     // the peer's name for it
+    std::function<void()> cpu, gpu, gpu_transfers;
+  };
+  const std::string o = std::to_string(out);
+  const std::vector<Op> ops{
+      {"HU window int16 -> float32", "window", [&] { (void)hu_window(ct, window); },
+       [&] { (void)hu_window(ct_d, window); },
+       [&] { full_out.view.copy_from(hu_window(ct_pinned.view.to<Cuda>(), window)); }},
+      {"resample order 1 -> " + o + "^3", "zoom1", [&] { (void)resize(windowed, target, {.order = 1}); },
+       [&] { order1.run(windowed_d, small_d); },
+       [&] {
+         order1.run(windowed_pinned.view.to<Cuda>(), small_d);
+         small_out.view.copy_from(small_d);
+       }},
+      {"resample order 3 -> " + o + "^3 (prefilter)", "zoom3", [&] { (void)resize(windowed, target, {.order = 3}); },
+       [&] { order3.run(windowed_d, small_d); },
+       [&] {
+         order3.run(windowed_pinned.view.to<Cuda>(), small_d);
+         small_out.view.copy_from(small_d);
+       }},
+      {"labels order 0 -> " + o + "^3", "zoom0_labels",
+       [&] { (void)resize<std::uint8_t>(labels, target, {.order = 0}); }, [&] { order0.run(labels_d, small_labels_d); },
+       [&] {
+         order0.run(labels_pinned.view.to<Cuda>(), small_labels_d);
+         small_labels_out.view.copy_from(small_labels_d);
+       }},
+      {"z-score float32 volume", "zscore", [&] { (void)zscore(windowed); }, [&] { (void)zscore(windowed_d); },
+       [&] { full_out.view.copy_from(zscore(windowed_pinned.view.to<Cuda>())); }},
+      {"crop to body (nonzero box + copy)", "crop", [&] { (void)crop(ct, nonzero_box(ct, std::int16_t(-1024))); },
+       [&] { (void)crop(ct_d, nonzero_box(ct_d, std::int16_t(-1024))); },
+       [&] {
+         const auto x = ct_pinned.view.to<Cuda>();
+         crop_out.view.copy_from(crop(x, nonzero_box(x, std::int16_t(-1024))));
+       }},
+      {"chain: window + resample order 1 + z-score", "chain",
+       [&] { (void)zscore(resize(ct, target, {.order = 1}, window)); },
+       [&] {
+         order1.run(ct_d, small_d, window_map);
+         (void)zscore(small_d);
+       },
+       [&] {
+         order1.run(ct_pinned.view.to<Cuda>(), small_d, window_map);
+         small_out.view.copy_from(zscore(small_d));
+       }},
+  };
+
+  std::vector<Result> results;
+  for (const Op& op : ops) {
+    GpuCase c{op.name};
+    set_num_threads(1);
+    c.cpu_1 = median_ms(op.cpu, op.key == std::string("zoom3") ? 1 : cpu_repeats);
+    set_num_threads(all);
+    c.cpu_all = median_ms(op.cpu, op.key == std::string("zoom3") ? cpu_repeats : repeats);
+    c.gpu = gpu_ms(op.gpu, repeats);
+    c.gpu_transfers = median_ms(op.gpu_transfers, repeats);
+    c.cupy = peer_ms("cupy", op.key);
+    c.scipy = peer_ms("scipy", op.key);
+    results.push_back(gpu_result(c, cupy_name, all, results.empty() ? "; volume " + volume + ", " +
+                                                                          cuda::device_info().name
+                                                                    : ""));
+  }
+
+  // The dataset end to end: the CPU's `medseg prepare`, our GPU loop, SciPy's and CuPy's.
+  const int cases = options.quick ? 4 : 20;
+  const std::int64_t dd = options.quick ? 24 : 100, hh = options.quick ? 64 : 256;
+  const fs::path root = fs::temp_directory_path() / ("medseg_bench_prepare_gpu_" + std::to_string(getpid()));
+  fs::create_directories(root / "raw/images");
+  fs::create_directories(root / "raw/labels");
+  {
+    auto case_ct = Tensor<std::int16_t>::empty({dd, hh, hh});
+    auto case_labels = Tensor<std::uint8_t>::empty({dd, hh, hh});
+    synthetic_ct(case_ct, case_labels);
+    for (int i = 0; i < cases; ++i) {
+      const std::string name = "case_" + std::to_string(100 + i) + ".nii";
+      io::Geometry g;
+      g.spacing = {0.7, 0.7, 2.0 + 0.1 * i};
+      io::write_image(io::Image<std::int16_t>{case_ct, g}, root / "raw/images" / name);
+      io::write_image(io::Image<std::uint8_t>{case_labels, g}, root / "raw/labels" / name);
+    }
+  }
+  PrepareConfig config;
+  config.input = {.layout = DatasetInput::Layout::folders, .images = root / "raw/images", .labels = root / "raw/labels"};
+  config.image_steps = {WindowStep{window}, ResampleStep{.shape = target, .order = 1}};
+  config.label_steps = {ResampleStep{.shape = target, .order = 0}};
+  GpuCase prep{"prepare: " + std::to_string(cases) + " CT cases " + std::to_string(hh) + "x" + std::to_string(hh) + "x" +
+               std::to_string(dd) + " -> " + o + "^3 (read, window, resample image and labels, write .npy)"};
+  auto cpu_prepare = [&](int threads, const char* dir) {
+    set_num_threads(threads);
+    config.output = root / dir;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)prepare_dataset(config);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  prep.cpu_1 = cpu_prepare(1, "cpu1");
+  prep.cpu_all = cpu_prepare(all, "cpu");
+  (void)gpu_prepare_ms(root / "raw", root / "gpu_warmup", out, window);  // first use of each allocation size
+  prep.gpu = gpu_prepare_ms(root / "raw", root / "gpu", out, window);
+  std::string prep_why;
+  const auto prep_peer = run_python_peer("preprocess_cupy.py", {"prepare", (root / "raw").string(), (root / "peer").string(),
+                                                               o}, prep_why);
+  fs::remove_all(root);
+  auto prep_ms = [&](const char* key) -> std::optional<double> {
+    if (prep_peer && prep_peer->contains(key) && (*prep_peer)[key].is_number()) return (*prep_peer)[key].get<double>();
+    return std::nullopt;
+  };
+  prep.cupy = prep_ms("cupy");
+  prep.scipy = prep_ms("scipy");
+  results.push_back(gpu_result(prep, cupy_name, all,
+                               "; ours end to end on the GPU at " + std::to_string(all) +
+                                   " threads (GPU with transfers: n/a, transfers included); peers serial, as "
+                                   "MedicalSeg's prepare" + (prep_peer ? std::string() : " (" + prep_why + ")")));
+  set_num_threads(all);
+  return results;
+}
+
+#else
+
+std::vector<Result> run_preprocess_cuda(const Options&) {
+  throw Error{{.where = "medseg bench preprocess --device cuda", .field = "build", .expected = "medseg built with CUDA",
+               .actual = "a build without the CUDA backend (configure with -DMEDSEG_CUDA=ON)"}};
+}
+
+#endif
+
+}  // namespace
+
+std::vector<Result> run_preprocess(const Options& options) {
+  using namespace medseg::preprocess;
+  if (options.device == "cuda") return run_preprocess_cuda(options);
+  const std::int64_t D = options.quick ? 50 : 200, H = options.quick ? 128 : 512, W = H;
+  const std::int64_t out = options.quick ? 32 : 128;
+  const int repeats = options.quick ? 2 : 7;
+  const Extent3 target{out, out, out};
+
+  Tensor<std::int16_t> ct;
+  Tensor<std::uint8_t> labels;
+  const std::string volume = benchmark_volume(options, D, H, W, ct, labels);
+  const std::int64_t d0 = ct.size(0), h0 = ct.size(1), w0 = ct.size(2);
+
+  // The peer reads the very same volume.
+  std::string why;
+  const auto peer = run_volume_peer("preprocess.py", ct, labels, {std::to_string(d0), std::to_string(h0),
+                                                                  std::to_string(w0), std::to_string(out),
+                                                                  std::to_string(repeats), options.quick ? "1" : "2"},
+                                    why);
   const std::string peer_name = peer ? peer->value("peer", std::string("scipy")) : "scipy (" + why + ")";
   auto peer_ms = [&](const char* key) -> std::optional<double> {
     if (peer && peer->contains(key)) return (*peer)[key].get<double>();

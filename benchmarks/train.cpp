@@ -1,18 +1,22 @@
 // `medseg bench train` and `medseg bench infer`: one training iteration (forward, Dice + CE,
 // backward, SGD step with momentum) and one eval-mode forward of nnU-Net's DynamicUNet and
-// MedicalSeg's VNet on the CPU, against the same architectures in PyTorch, in the same run and
-// on the same thread count. Each case runs in a fresh process on each side, so the peak memory
-// it reports is that case's own and not what an earlier case left cached.
+// MedicalSeg's VNet, against the same architectures in PyTorch, in the same run: on the CPU
+// with the same thread count, or with --device cuda on the same GPU (128^3 batch 2, float32
+// and TF32, PyTorch with cudnn.benchmark as nnU-Net sets it, and our cuDNN search likewise).
+// Each case runs in a fresh process on each side, so the peak memory it reports is that
+// case's own and not what an earlier case left cached.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <concepts>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -24,6 +28,9 @@
 #include "medseg/nnunet.hpp"
 #include "medseg/optim.hpp"
 #include "medseg/vnet.hpp"
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+#include "medseg/cuda.hpp"
+#endif
 
 extern char** environ;
 
@@ -39,18 +46,30 @@ struct ModelCase {
   const char* key;  // the peer's name for the architecture
   Architecture architecture;
   std::int64_t batch, size, classes;
+  bool tf32 = false;  // GPU only: TF32 tensor cores for convolutions and GEMMs
 };
 
-std::vector<ModelCase> model_cases(bool quick) {
+std::vector<ModelCase> model_cases(const Options& options, Mode mode) {
+  if (options.device == "cuda") {
+    // The GPU cases: training at 128^3 batch 2, inference of one 128^3 window.
+    const std::int64_t size = options.quick ? 64 : 128, batch = mode == Mode::train ? 2 : 1;
+    std::vector<ModelCase> cases;
+    for (const bool tf32 : {false, true}) {
+      cases.push_back({"dynamic_unet", Architecture::dynamic_unet, batch, size, 3, tf32});
+      cases.push_back({"vnet", Architecture::vnet, batch, size, 3, tf32});
+    }
+    return cases;
+  }
   // Quick runs (tests of the harness) use 32^3, the smallest size VNet's four 2x down-samplings
   // allow in every stage with room to spare: same code paths, an eighth of the work.
-  const std::int64_t size = quick ? 32 : 64;
+  const std::int64_t size = options.quick ? 32 : 64;
   return {{"dynamic_unet", Architecture::dynamic_unet, 2, size, 3}, {"vnet", Architecture::vnet, 1, size, 3}};
 }
 
-std::string case_label(const ModelCase& c) {
+std::string case_label(const ModelCase& c, const Options& options) {
   const std::string model = c.architecture == Architecture::dynamic_unet ? "DynamicUNet 32-64-128-256" : "VNet width 16";
-  return model + " " + std::to_string(c.size) + "^3 b" + std::to_string(c.batch);
+  const std::string precision = options.device == "cuda" ? (c.tf32 ? " tf32" : " fp32") : "";
+  return model + " " + std::to_string(c.size) + "^3 b" + std::to_string(c.batch) + precision;
 }
 
 /// What one side measured for one case, in one process of its own.
@@ -104,39 +123,66 @@ Tensor<std::int64_t> downsample_labels(const Tensor<std::int64_t>& full, std::in
   return out;
 }
 
+/// Device memory, for the GPU cases: the caching allocator's peak bytes in tensors (PyTorch's
+/// side reports torch.cuda.max_memory_allocated, the same quantity).
+template <class B>
+void reset_device_peak() {
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+  if constexpr (std::same_as<B, Cuda>) cuda::device_allocator().reset_peak();
+#endif
+}
+template <class B>
+double device_peak_mib() {
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+  if constexpr (std::same_as<B, Cuda>) return static_cast<double>(cuda::device_allocator().stats().peak_allocated) / (1 << 20);
+#endif
+  return -1;
+}
+
 /// Median ms of `repeats` calls of `step` after `warmup` untimed ones, and the memory the timed
-/// calls needed above `rss_before`.
+/// calls needed: above `rss_before` on the host, or the device allocator's peak on a GPU.
+template <class B>
 Measurement time_and_memory(const std::function<void()>& step, int warmup, int repeats, double rss_before) {
-  for (int i = 0; i < warmup; ++i) step();
+  // A GPU step is timed to its end, not to the last kernel launch.
+  const auto synchronized_step = [&] {
+    step();
+    B::synchronize();
+  };
+  for (int i = 0; i < warmup; ++i) synchronized_step();
   // Where clear_refs cannot be written, VmHWM stays the lifetime peak, warm-up included.
   (void)reset_high_water_mark();
+  reset_device_peak<B>();
   Measurement m;
-  m.ms = median_ms(step, repeats, 0);
+  m.ms = median_ms(synchronized_step, repeats, 0);
   m.hwm_mib = status_mib("VmHWM");
-  m.peak_mib = m.hwm_mib - rss_before;
+  m.peak_mib = B::is_host ? m.hwm_mib - rss_before : device_peak_mib<B>();
   m.cache_peak_mib = static_cast<double>(host_allocator().stats().peak_in_use) / (1 << 20);
   return m;
 }
 
+template <class B>
 Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats) {
   const double rss_before = status_mib("VmRSS");
-  auto x = Tensor<float>::empty({c.batch, 1, c.size, c.size, c.size});
-  random::normal(x, {.seed = 1});
-  const auto labels = random_labels(c.batch, c.size, c.classes);
+  auto host_x = Tensor<float>::empty({c.batch, 1, c.size, c.size, c.size});
+  random::normal(host_x, {.seed = 1});
+  const auto x = host_x.to<B>();
+  const auto host_labels = random_labels(c.batch, c.size, c.classes);
+  const auto labels = host_labels.to<B>();
 
   if (c.architecture == Architecture::dynamic_unet) {
     // nnU-Net's 3d_fullres recipe: PlainConvUNet with deep supervision, DC_and_CE_loss (batch
     // Dice without background) at every head but the coarsest, SGD 0.01 / Nesterov 0.99 / 3e-5.
-    models::DynamicUNet<Cpu> net{{.in_channels = 1, .num_classes = c.classes}};
+    models::DynamicUNet<B> net{{.in_channels = 1, .num_classes = c.classes}};
     if (mode == Mode::infer) {
       net.eval();
-      return time_and_memory([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
+      return time_and_memory<B>([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
     }
     net.train(true);
-    const std::vector<Tensor<std::int64_t>> targets{labels, downsample_labels(labels, 2), downsample_labels(labels, 4)};
-    loss::DeepSupervision ds{loss::dice_ce({.include_background = false, .batch = true}), targets.size()};
+    const std::vector<Tensor<std::int64_t, B>> targets{labels, downsample_labels(host_labels, 2).to<B>(),
+                                                       downsample_labels(host_labels, 4).to<B>()};
+    loss::DeepSupervision ds{loss::dice_ce<B>({.include_background = false, .batch = true}), targets.size()};
     optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.99, .nesterov = true, .weight_decay = 3e-5}};
-    return time_and_memory(
+    return time_and_memory<B>(
         [&] {
           opt.zero_grad();
           (void)ds.forward(net.forward_all(x), targets);
@@ -147,15 +193,15 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
   }
   // MedicalSeg's VNet config: BatchNorm, PReLU, dropout on the two deepest levels, MixedLoss
   // (CrossEntropy + Dice, 1:1), SGD with momentum 0.9 and weight decay 1e-4.
-  models::VNet<Cpu> net{{.in_channels = 1, .num_classes = c.classes}};
+  models::VNet<B> net{{.in_channels = 1, .num_classes = c.classes}};
   if (mode == Mode::infer) {
     net.eval();
-    return time_and_memory([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
+    return time_and_memory<B>([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
   }
   net.train(true);
-  loss::Mixed loss{loss::CrossEntropy{}, loss::Dice{}};
+  loss::Mixed loss{loss::CrossEntropy<B>{}, loss::Dice<B>{}};
   optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4}};
-  return time_and_memory(
+  return time_and_memory<B>(
       [&] {
         opt.zero_grad();
         (void)loss.forward(net.forward(x), labels);
@@ -163,6 +209,23 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
         opt.step();
       },
       warmup, repeats, rss_before);
+}
+
+Measurement measure_case(const ModelCase& c, Mode mode, const Options& options, int warmup, int repeats) {
+  if (options.device == "cuda") {
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+    require(cuda::available(), [] {
+      return ErrorInfo{.where = "medseg bench --device cuda", .field = "GPU", .expected = "a CUDA device",
+                       .actual = "none visible"};
+    });
+    cuda::set_allow_tf32(c.tf32);
+    return measure_ours<Cuda>(c, mode, warmup, repeats);
+#else
+    throw Error{{.where = "medseg bench --device cuda", .field = "build", .expected = "medseg built with CUDA",
+                 .actual = "a CPU-only build"}};
+#endif
+  }
+  return measure_ours<Cpu>(c, mode, warmup, repeats);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -205,7 +268,8 @@ Measurement run_child(std::string_view bench_name, std::size_t index, const Opti
   });
   const std::string dir = dir_template, result = dir + "/result", log = dir + "/log";
 
-  std::vector<std::string> args{"medseg", "bench", std::string(bench_name), "--threads", std::to_string(options.threads)};
+  std::vector<std::string> args{"medseg", "bench", std::string(bench_name), "--threads", std::to_string(options.threads),
+                                "--device", options.device};
   if (options.quick) args.emplace_back("--quick");
   std::vector<std::string> env{std::string(child_variable) + "=" + std::to_string(index) + ":" + result};
   for (char** e = environ; *e; ++e)
@@ -252,17 +316,19 @@ std::string mib(double v) {
 }
 
 std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Options& options) {
-  const auto cases = model_cases(options.quick);
-  // Training iterations take seconds here: one warm-up builds every primitive and fills the
-  // caches, then the median of three. Inference is cheaper, so five.
-  const int warmup = 1, repeats = options.quick ? 1 : mode == Mode::train ? 3 : 5;
+  const auto cases = model_cases(options, mode);
+  const bool gpu = options.device == "cuda";
+  // Training iterations take seconds on the CPU: one warm-up builds every primitive and fills
+  // the caches, then the median of three. Inference is cheaper, so five. A GPU iteration takes
+  // tenths of a second, after a first one that searches cuDNN's algorithms: 2 warm-ups, 5 timed.
+  const int warmup = gpu ? 2 : 1, repeats = options.quick ? 1 : gpu ? 5 : mode == Mode::train ? 3 : 5;
   if (const auto request = child_request()) {
     require(request->index < cases.size(), [&] {
       return ErrorInfo{.where = "medseg bench " + std::string(bench_name), .field = child_variable,
                        .expected = "a case index below " + std::to_string(cases.size()),
                        .actual = std::to_string(request->index)};
     });
-    const Measurement m = measure_ours(cases[request->index], mode, warmup, repeats);
+    const Measurement m = measure_case(cases[request->index], mode, options, warmup, repeats);
     std::ofstream(request->file) << m.ms << " " << m.peak_mib << " " << m.hwm_mib << " " << m.cache_peak_mib << "\n";
     return {};
   }
@@ -275,9 +341,9 @@ std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Opt
     const auto peer = run_python_peer(
         "train.py", {mode == Mode::train ? "train" : "infer", c.key, std::to_string(c.batch), std::to_string(c.size),
                      std::to_string(c.classes), std::to_string(options.threads), std::to_string(warmup),
-                     std::to_string(repeats)},
+                     std::to_string(repeats), options.device, c.tf32 ? "tf32" : "fp32"},
         why);
-    Result r{case_label(c) + (mode == Mode::train ? " train" : " infer"), ours.ms,
+    Result r{case_label(c, options) + (mode == Mode::train ? " train" : " infer"), ours.ms,
              peer ? peer->value("peer", std::string("torch")) : "torch (" + why + ")", std::nullopt, ""};
     r.note = "peak MiB ours " + mib(ours.peak_mib);
     if (peer && peer->contains("ms")) {
@@ -285,12 +351,19 @@ std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Opt
       r.note += " / torch " + mib((*peer)["peak_mib"].get<double>()) + " (whole process: ours " + mib(ours.hwm_mib) +
                 " / torch " + mib((*peer)["hwm_mib"].get<double>()) + ")";
     }
-    r.note += "; host cache peak in use " + mib(ours.cache_peak_mib) + " MiB";
+    if (!gpu) r.note += "; host cache peak in use " + mib(ours.cache_peak_mib) + " MiB";
+    // Progress on stderr, so a run stopped by a time limit still shows the cases it finished.
+    std::cerr << "medseg bench " << bench_name << ": " << r.case_name << ": ours " << r.ours_ms << " ms, "
+              << (r.peer_ms ? std::to_string(*r.peer_ms) + " ms" : r.peer) << "\n";
     results.push_back(r);
   }
   results.back().note += "; ms: median of " + std::to_string(repeats) + " after " + std::to_string(warmup) +
-                         " warm-up; peak MiB: RSS high-water mark over the timed iterations minus the RSS before the "
-                         "model was built, each case in its own process on each side";
+                         " warm-up; peak MiB: " +
+                         (gpu ? std::string("device memory in tensors at its peak over the timed iterations (ours: the "
+                                            "caching allocator; torch: max_memory_allocated)")
+                              : std::string("RSS high-water mark over the timed iterations minus the RSS before the "
+                                            "model was built")) +
+                         ", each case in its own process on each side";
   return results;
 }
 

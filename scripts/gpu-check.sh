@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The GPU check: every GPU test and GPU benchmark in one call on a bare GPU machine.
 #
-#   scripts/gpu-check.sh prepare   # here, on the CPU machine: build the GPU binaries (same CUDA 13,
-#                                  # x86-64) into .gpu-carry/, with libstdc++ linked statically
-#   scripts/gpu-check.sh run       # there, on the GPU machine (the device tool carries .gpu-carry):
-#                                  # runs them, writes results to $OUT (or gpu-results/) as JSON
+#   scripts/gpu-check.sh prepare   # here, on the CPU machine: builds cuda_tests and the medseg
+#                                  # command with CUDA (same CUDA 13, x86-64, libstdc++ static)
+#                                  # and packs them with the shared libraries they need that a
+#                                  # bare GPU machine lacks (oneDNN, libdeflate, libpng) into
+#                                  # .gpu-carry/bundle.tar.xz
+#   scripts/gpu-check.sh run [STEP...]  # there (the device tool carries .gpu-carry): unpacks, runs
+#                                  # every GPU test, then `medseg bench train|infer|preprocess
+#                                  # --device cuda` against PyTorch and CuPy on the same GPU;
+#                                  # writes logs and results.json to $OUT (or gpu-results/)
 #
-# The GPU machine has the NVIDIA driver, nvcc, PyTorch and cuDNN (inside PyTorch's wheels), but
-# none of our Debian packages; the carried binaries need only the driver and, later, cuDNN.
+# The GPU machine has the NVIDIA driver, nvcc, PyTorch, CuPy and SciPy; cuDNN 9 and cuBLAS 13
+# come from PyTorch's nvidia-* wheels there. Each step has a time limit, so one hang cannot
+# spend the device time of the rest; the whole run stays under 7 minutes (the issue allows 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -18,40 +24,72 @@ prepare)
   bash scripts/setup.sh
   launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
-  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDSEG_CUDA=ON -DMEDSEG_NATIVE=OFF -DMEDSEG_BUILD_EXAMPLES=OFF -DMEDSEG_BUILD_TOOLS=OFF -DMEDSEG_TEST_FOLDERS="" \
-    -DCMAKE_CUDA_ARCHITECTURES="90" -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
-    "${launcher[@]}" >/dev/null
-  targets=(cuda_tests)
-  cmake --build build/gpu -j "$(nproc)" --target "${targets[@]}"
-  rm -rf "$carry" && mkdir -p "$carry"
-  cp build/gpu/tests/cuda/cuda_tests "$carry/"
-  cp scripts/gpu-check.sh "$carry/"
-  du -sh "$carry"
+  # Baseline x86-64 (the GPU machine's CPU is another), GDCM off (one library less to carry),
+  # Hopper code for the H100/H200.
+  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDSEG_CUDA=ON -DMEDSEG_NATIVE=OFF -DMEDSEG_GDCM=OFF \
+    -DMEDSEG_BUILD_EXAMPLES=OFF -DMEDSEG_BUILD_TOOLS=ON -DMEDSEG_TEST_FOLDERS="" -DCMAKE_CUDA_ARCHITECTURES="90" \
+    -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" "${launcher[@]}" >/dev/null
+  cmake --build build/gpu -j "$(nproc)" --target cuda_tests medseg_tool
+  rm -rf "$carry" && mkdir -p "$carry/bundle/bin" "$carry/bundle/lib"
+  cp build/gpu/tests/cuda/cuda_tests build/gpu/tools/medseg/medseg "$carry/bundle/bin/"
+  strip "$carry"/bundle/bin/*
+  # Shared libraries from Debian that the binaries load, less the C library, the driver's and
+  # cuDNN/cuBLAS (the GPU machine's own, from PyTorch's wheels).
+  for b in "$carry"/bundle/bin/*; do
+    ldd "$b" | awk '$3 ~ /^\// {print $3}'
+  done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda|libcudnn[^/]*|libcublas[^/]*)\.so' |
+    while read -r lib; do cp -L "$lib" "$carry/bundle/lib/"; done
+  tar -C "$carry" -cJf "$carry/bundle.tar.xz" bundle
+  rm -rf "$carry/bundle"
+  ls -la "$carry"
   ;;
 run)
   out=${OUT:-gpu-results}
   mkdir -p "$out"
-  # cuDNN lives in PyTorch's nvidia-cudnn wheel there.
-  cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null || true)
-  [[ -n "$cudnn" ]] && export LD_LIBRARY_PATH="$cudnn:${LD_LIBRARY_PATH:-}"
+  work=$(mktemp -d)
+  tar -C "$work" -xJf "$carry/bundle.tar.xz"
+  bin=$work/bundle/bin
+  # cuDNN 9 and cuBLAS 13 from PyTorch's wheels.
+  site=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)
+  libs=$work/bundle/lib
+  for name in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13; do
+    found=$(find "${site:-/nonexistent}" /usr/local/cuda*/lib64 -name "$name" 2>/dev/null | head -1 || true)
+    [[ -n "$found" ]] && libs="$libs:$(dirname "$found")"
+  done
+  export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+  export MEDSEG_PEERS_DIR=$PWD/benchmarks/peers MEDSEG_PEER_PYTHON=$(command -v python3) PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-  status=0
-  summary="{"
-  for t in "$carry"/*_tests; do
-    name=$(basename "$t")
+  declare -A status
+  step() {  # step NAME LIMIT_S COMMAND...: runs it, logs to $out/NAME.txt, records its exit code
+    local name=$1 limit=$2
+    shift 2
     echo "== $name"
     set +e
-    "$t" --durations yes 2>&1 | tee "$out/$name.txt" | tail -25
-    code=${PIPESTATUS[0]}
+    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    status[$name]=$?
     set -e
-    [[ $code -ne 0 ]] && status=1
-    summary+="\"$name\": $code, "
+    tail -40 "$out/$name.txt"
+  }
+  # Steps to run: all by default, or those named after `run` (e.g. `run cuda_tests bench_train`).
+  wanted=" ${*:2} "
+  [[ "$wanted" == "  " ]] && wanted=" cuda_tests bench_train bench_infer bench_preprocess "
+  want() { [[ "$wanted" == *" $1 "* ]]; }
+  want cuda_tests && step cuda_tests 60 "$bin/cuda_tests" --durations yes
+  # cuDNN's algorithms by its heuristics on both sides (MEDSEG_CUDNN_BENCHMARK=1 switches both
+  # to the timed search, PyTorch's cudnn.benchmark: slow to warm up at 128^3, where it tries every
+  # algorithm of every convolution).
+  want bench_train && step bench_train 200 "$bin/medseg" bench train --device cuda --json
+  want bench_infer && step bench_infer 55 "$bin/medseg" bench infer --device cuda --json
+  want bench_preprocess && step bench_preprocess 85 "$bin/medseg" bench preprocess --device cuda --json
+  summary="{"
+  for k in cuda_tests bench_train bench_infer bench_preprocess; do
+    want "$k" && summary+="\"$k\": ${status[$k]:-null}, "
   done
-  echo "${summary%, }}" | tee "$out/summary.json"
-  exit $status
+  echo "${summary%, }}" | tee "$out/results.json"
+  for k in "${!status[@]}"; do [[ ${status[$k]} -eq 0 ]] || exit 1; done
   ;;
 *)
-  echo "usage: scripts/gpu-check.sh prepare|run" >&2
+  echo "usage: scripts/gpu-check.sh prepare | run [STEP...]" >&2
   exit 2
   ;;
 esac

@@ -1,9 +1,13 @@
 """Peer of `medseg bench train` and `medseg bench infer`: the same models in PyTorch.
 
-Usage: train.py MODE MODEL BATCH SIZE CLASSES THREADS WARMUP REPEATS
+Usage: train.py MODE MODEL BATCH SIZE CLASSES THREADS WARMUP REPEATS [DEVICE [PRECISION]]
   MODE    train (forward, Dice + CE, backward, SGD step) or infer (eval-mode forward, no_grad)
   MODEL   dynamic_unet (nnU-Net's PlainConvUNet 32-64-128-256, deep supervision in training)
           or vnet (MedicalSeg's VNet, width 16)
+  DEVICE  cpu (default) or cuda; PRECISION fp32 (default) or tf32 (TF32 tensor cores for
+          convolutions and matrix products). On cuda, cudnn.benchmark follows MEDSEG_CUDNN_BENCHMARK
+          (medseg's switch for the same search), and "peak_mib" is torch.cuda.max_memory_allocated
+          over the timed iterations.
 Prints one JSON object: "ms" (median of REPEATS after WARMUP untimed iterations), "peak_mib"
 (RSS high-water mark over the timed iterations minus the RSS before the model was built),
 "hwm_mib" (the whole process's high-water mark over the timed iterations) and "peer". The
@@ -61,12 +65,20 @@ def dice_ce(logits, labels, include_background, batch):
 def main():
     mode, model = sys.argv[1], sys.argv[2]
     batch, size, classes, threads, warmup, repeats = map(int, sys.argv[3:9])
+    device = sys.argv[9] if len(sys.argv) > 9 else "cpu"
+    tf32 = len(sys.argv) > 10 and sys.argv[10] == "tf32"
+    gpu = device == "cuda"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if gpu:
+        # The timed algorithm search when medseg's side does it too (MEDSEG_CUDNN_BENCHMARK=1).
+        torch.backends.cudnn.benchmark = os.environ.get("MEDSEG_CUDNN_BENCHMARK") == "1"
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     rss_before = status_mib("VmRSS")
 
-    x = torch.randn(batch, 1, size, size, size)
-    labels = torch.randint(0, classes, (batch, 1, size, size, size))
+    x = torch.randn(batch, 1, size, size, size, device=device)
+    labels = torch.randint(0, classes, (batch, 1, size, size, size), device=device)
     if model == "dynamic_unet":
         net = PlainConvUNet(1, [32, 64, 128, 256], [[3, 3, 3]] * 4, [[1, 1, 1]] + [[2, 2, 2]] * 3, [2, 2, 2, 2],
                             classes, [2, 2, 2], deep_supervision=True)
@@ -87,6 +99,7 @@ def main():
             return F.cross_entropy(output, labels[:, 0]) + dice_loss(output, labels, include_background=True, batch=False)
     else:
         raise SystemExit(f"unknown model {model}")
+    net.to(device)
 
     if mode == "train":
         net.train()
@@ -106,17 +119,30 @@ def main():
     else:
         raise SystemExit(f"unknown mode {mode}")
 
-    for _ in range(warmup):
+    def synchronized_step():
         step()
+        if gpu:
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        synchronized_step()
     reset_high_water_mark()
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
-        step()
+        synchronized_step()
         times.append((time.perf_counter() - start) * 1e3)
     hwm = status_mib("VmHWM")
-    print(json.dumps({"peer": f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)",
-                      "ms": statistics.median(times), "peak_mib": hwm - rss_before, "hwm_mib": hwm}))
+    if gpu:
+        search = "cudnn.benchmark" if torch.backends.cudnn.benchmark else "cuDNN heuristics"
+        peer = f"torch {torch.__version__.split('+')[0]} ({torch.cuda.get_device_name()}, {search})"
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peer = f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)"
+        peak = hwm - rss_before
+    print(json.dumps({"peer": peer, "ms": statistics.median(times), "peak_mib": peak, "hwm_mib": hwm}))
 
 
 if __name__ == "__main__":

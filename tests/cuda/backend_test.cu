@@ -4,7 +4,10 @@
 
 #include <numeric>
 
-#include "medseg/cuda.hpp"
+// The backend's memory and streams alone, not medseg/cuda.hpp: that one brings every CPU kernel
+// header (oneDNN, Eigen) too, which programs compile with the host compiler, not nvcc.
+#include "medseg/backends/cuda/backend.hpp"
+#include "medseg/core.hpp"
 
 using namespace medseg;
 

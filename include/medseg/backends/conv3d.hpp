@@ -1,6 +1,7 @@
 // Conv3dShape: one 3-D convolution or transposed convolution problem, described by name
 // (CUTLASS's ConvProblemShape) rather than by a row of positional integers. Every backend's
-// convolution takes it, validates with it, and caches its primitives or plans keyed by it.
+// convolution takes it, validates with it, and caches its primitives or plans keyed by it; the
+// tensor checks every backend's convolution makes are here too, so their messages agree.
 // The size formulas and weight layouts are PyTorch's, so weights move between the two as-is.
 #pragma once
 
@@ -12,6 +13,7 @@
 
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
+#include "../core/tensor.hpp"
 
 namespace medseg {
 
@@ -189,5 +191,29 @@ inline std::size_t Conv3dShapeHash::operator()(const Conv3dShape& s) const noexc
     for (std::int64_t v : *a) mix(v);
   return static_cast<std::size_t>(h);
 }
+
+namespace detail {
+/// The op's name and problem, for error messages: "conv3d_forward (Conv3dShape{...})".
+inline std::string conv_where(const char* op, const Conv3dShape& s) {
+  return std::string(op) + " (" + s.to_string() + ")";
+}
+
+/// Tensor `name` of a convolution is defined, of shape `expected` and contiguous.
+template <class B>
+void check_conv_tensor(const std::string& where, const char* name, const Tensor<float, B>& t, const Shape& expected) {
+  require(t.defined(), [&] {
+    return ErrorInfo{.where = where, .field = name, .expected = "a defined tensor of shape " + expected.to_string(),
+                     .actual = "an undefined tensor"};
+  });
+  require(t.shape() == expected, [&] {
+    return ErrorInfo{.where = where, .field = name, .expected = "shape " + expected.to_string(),
+                     .actual = t.shape().to_string()};
+  });
+  require(t.is_contiguous(), [&] {
+    return ErrorInfo{.where = where, .field = name, .expected = "a contiguous tensor",
+                     .actual = t.layout().to_string(), .detail = "call contiguous() first"};
+  });
+}
+}  // namespace detail
 
 }  // namespace medseg

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../core/host_device.hpp"
 #include "../core/parallel.hpp"
 #include "fast_math.hpp"
 #include "target.hpp"
@@ -26,8 +27,10 @@ enum class Activation {
 namespace detail {
 
 /// 1 when x is NaN or infinite (exponent bits all set). Integer, so an OR over a loop
-/// vectorises where a floating-point test would not.
-inline std::uint32_t non_finite(float x) { return (std::bit_cast<std::uint32_t>(x) & 0x7f800000u) == 0x7f800000u; }
+/// vectorises where a floating-point test would not. (Shared with the Cuda kernels.)
+MEDSEG_HOST_DEVICE std::uint32_t non_finite(float x) {
+  return (std::bit_cast<std::uint32_t>(x) & 0x7f800000u) == 0x7f800000u;
+}
 
 /// p[n,c,s] = exp(x[n,c,s]) / sum_k exp(x[n,k,s]). When `lse` is given it receives the
 /// log-sum-exp [N*S], so log p = x - lse keeps full precision where p underflows.

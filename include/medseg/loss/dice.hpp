@@ -2,6 +2,8 @@
 // DiceLoss and the VNet paper use: softmax or sigmoid, with or without the background class,
 // plain or squared denominator, smoothing terms, per-sample or batch Dice, class weights.
 // Dice's overlap term makes it robust to the class imbalance of small structures in big volumes.
+// On either backend: a kernel activates and sums per term, the host turns the sums into the
+// loss and per-term gradient coefficients (shared code), a kernel applies them in backward.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,13 @@ struct DiceOptions {
   std::vector<float> class_weights{};
 };
 
+namespace detail {
+/// d loss / d p at one voxel of term (n, c): a * g + b * (squared ? 2 p : 1).
+struct DiceCoefficients {
+  float a = 0, b = 0;
+};
+}  // namespace detail
+
 /// loss = mean over scored terms t = (sample, class) or (class) with batch of
 ///        w_c * (1 - (2 I_t + smooth_nr) / (D_t + smooth_dr)),
 /// I_t = sum_s p g, D_t = sum_s p + sum_s g (or sum p^2 + sum g^2), p = activation(logits).
@@ -46,8 +55,6 @@ struct DiceOptions {
 ///   float v = dice.forward(logits, labels);  auto dlogits = dice.backward();
 template <class B = Cpu>
 class Dice {
-  static_assert(B::is_host, "medseg: loss::Dice has CPU kernels only; compute the loss on Tensor<float, Cpu>");
-
  public:
   using backend = B;
   static constexpr std::string_view name = "loss::Dice";
@@ -63,21 +70,32 @@ class Dice {
   const DiceOptions& options() const { return options_; }
 
  private:
-  /// d loss / d p at one voxel of term (n, c): a * g + b * (squared ? 2 p : 1).
-  struct Coefficients {
-    float a = 0, b = 0;
-  };
-
   DiceOptions options_;
   detail::Extents e_;
-  detail::Target target_;
+  detail::Target<B> target_;
   Tensor<float, B> probs_;
-  std::vector<Coefficients> coef_;  // [N * C]; zero for unscored classes
+  std::vector<detail::DiceCoefficients> coef_;  // [N * C]; zero for unscored classes
   bool ready_ = false;
 };
 
 Dice() -> Dice<Cpu>;
 Dice(DiceOptions) -> Dice<Cpu>;
+
+namespace detail {
+
+// -- The CPU kernels (the Cuda ones: backends/cuda/loss.hpp) ------------------------------
+
+/// Activates `logits` into `probs` (softmax or sigmoid; with Activation::none `probs` holds
+/// the probabilities already) and returns per (sample, block, class) partial sums
+/// [N][blocks][C][I, P, G]: I = sum p g, P = sum p (or p^2), G = sum g (or g^2).
+inline PartialSums dice_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
+                             const Target<Cpu>& target, const Extents& e, Activation activation, bool squared);
+/// grad += scale * d loss / d logits, from the per-term coefficients `coef` [N * C].
+inline void dice_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
+                          const std::vector<DiceCoefficients>& coef, const Extents& e, Activation activation,
+                          bool squared, const Tensor<float, Cpu>& grad, float scale);
+
+}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -109,57 +127,16 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
                                 {.classes = e.c, .to_dense = options_.activation == Activation::sigmoid});
   e_ = e;
   const Tensor<float, B> x = logits.contiguous();
-  if (options_.activation == Activation::none) {
+  if (options_.activation == Activation::none)
     probs_ = x.clone();  // the caller may overwrite its tensor before backward
-  } else {
-    if (!probs_.defined() || probs_.shape() != x.shape() || probs_.use_count() > 1) probs_ = Tensor<float, B>::empty(x.shape());
-    const bool finite = options_.activation == Activation::softmax
-                            ? detail::softmax_channels(x.data(), probs_.data(), e)
-                            : detail::sigmoid(x.data(), probs_.data(), x.numel());
-    if (!finite) detail::throw_non_finite(name, logits);
-  }
+  else if (!probs_.defined() || probs_.shape() != x.shape() || probs_.use_count() > 1)
+    probs_ = Tensor<float, B>::empty(x.shape());
+  const detail::PartialSums part =
+      detail::dice_sums(x, probs_, target_, e, options_.activation, options_.squared_denominator);
+  if (!part.finite) detail::throw_non_finite(name, logits);
 
-  // Per (sample, block, class) partial sums of I, P and G, reduced below in block order.
-  const std::int64_t blocks = detail::block_count(e.s);
-  std::vector<double> part(static_cast<std::size_t>(e.n * blocks * e.c * 3), 0.0);
-  const bool squared = options_.squared_denominator;
-  const float* p = probs_.data();
-  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * detail::block_size;
-      const std::int64_t m = std::min(detail::block_size, e.s - s0);
-      double* out = part.data() + u * e.c * 3;  // [c][I, P, G]
-      for (std::int64_t c = 0; c < e.c; ++c) {
-        const float* pc = p + (n * e.c + c) * e.s + s0;
-        double sp = 0;
-        if (squared)
-          for (std::int64_t s = 0; s < m; ++s) sp += double(pc[s]) * pc[s];
-        else
-          for (std::int64_t s = 0; s < m; ++s) sp += pc[s];
-        out[c * 3 + 1] = sp;
-        if (!target_.is_index()) {
-          const float* gc = target_.dense.data() + (n * e.c + c) * e.s + s0;
-          double si = 0, sg = 0;
-          for (std::int64_t s = 0; s < m; ++s) {
-            si += double(pc[s]) * gc[s];
-            sg += squared ? double(gc[s]) * gc[s] : double(gc[s]);
-          }
-          out[c * 3] = si;
-          out[c * 3 + 2] = sg;
-        }
-      }
-      if (target_.is_index()) {
-        const std::int32_t* y = target_.index.data() + n * e.s + s0;
-        for (std::int64_t s = 0; s < m; ++s) {
-          const std::int64_t c = y[s];
-          out[c * 3] += p[(n * e.c + c) * e.s + s0 + s];
-          out[c * 3 + 2] += 1.0;  // a one-hot g is its own square
-        }
-      }
-    }
-  });
-
-  // Reduce to terms, then the loss and the per-term backward coefficients.
+  // Reduce to terms (blocks in order), then the loss and the per-term backward coefficients.
+  const std::int64_t blocks = part.blocks;
   const std::int64_t samples = options_.batch ? 1 : e.n;
   const double terms = static_cast<double>(samples * scored);
   const double sn = options_.smooth_numerator, sd = options_.smooth_denominator;
@@ -171,7 +148,7 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
       double I = 0, P = 0, G = 0;
       for (std::int64_t n = n0; n < n1; ++n)
         for (std::int64_t b = 0; b < blocks; ++b) {
-          const double* q = part.data() + ((n * blocks + b) * e.c + c) * 3;
+          const double* q = part.values.data() + ((n * blocks + b) * e.c + c) * 3;
           I += q[0];
           P += q[1];
           G += q[2];
@@ -179,8 +156,8 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
       const double wc = w.empty() ? 1.0 : w[static_cast<std::size_t>(c - first)];
       const double den = P + G + sd;
       loss += wc * (1.0 - (2.0 * I + sn) / den) / terms;
-      const Coefficients k{static_cast<float>(-wc / terms * 2.0 / den),
-                           static_cast<float>(wc / terms * (2.0 * I + sn) / (den * den))};
+      const detail::DiceCoefficients k{static_cast<float>(-wc / terms * 2.0 / den),
+                                       static_cast<float>(wc / terms * (2.0 * I + sn) / (den * den))};
       for (std::int64_t n = n0; n < n1; ++n) coef_[static_cast<std::size_t>(n * e.c + c)] = k;
     }
   }
@@ -191,10 +168,7 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
 
 template <class B>
 Tensor<float, B> Dice<B>::backward() const {
-  require(ready_, [&] {
-    return ErrorInfo{.where = std::string(name), .field = "backward", .expected = "a forward call first",
-                     .actual = "no forward since construction or since a failed forward"};
-  });
+  detail::require_ready(name, ready_);
   auto grad = Tensor<float, B>::zeros(probs_.shape());
   backward_accumulate(grad, 1.0f);
   return grad;
@@ -202,37 +176,83 @@ Tensor<float, B> Dice<B>::backward() const {
 
 template <class B>
 void Dice<B>::backward_accumulate(const Tensor<float, B>& grad, float scale) const {
-  const std::string where(name);
-  require(ready_, [&] {
-    return ErrorInfo{.where = where, .field = "backward", .expected = "a forward call first",
-                     .actual = "no forward since construction or since a failed forward"};
-  });
-  require(grad.shape() == probs_.shape() && grad.is_contiguous(), [&] {
-    return ErrorInfo{.where = where, .field = "gradient", .expected = "contiguous " + probs_.shape().to_string(),
-                     .actual = grad.layout().to_string()};
-  });
-  const auto e = e_;
-  const std::int64_t blocks = detail::block_count(e.s);
-  const bool squared = options_.squared_denominator;
-  const float* p = probs_.data();
-  float* gx = grad.data();
-  const Activation act = options_.activation;
+  detail::require_ready(name, ready_);
+  detail::require_gradient_shape(name, grad, probs_.shape());
+  detail::dice_backward(probs_, target_, coef_, e_, options_.activation, options_.squared_denominator, grad, scale);
+}
+
+namespace detail {
+
+inline PartialSums dice_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
+                             const Target<Cpu>& target, const Extents& e, Activation activation, bool squared) {
+  if (activation != Activation::none) {
+    const bool finite = activation == Activation::softmax ? softmax_channels(logits.data(), probs.data(), e)
+                                                          : sigmoid(logits.data(), probs.data(), logits.numel());
+    if (!finite) return {.finite = false};
+  }
+  const std::int64_t blocks = block_count(e.s);
+  PartialSums part{.values = std::vector<double>(static_cast<std::size_t>(e.n * blocks * e.c * 3), 0.0),
+                   .blocks = blocks};
+  const float* p = probs.data();
   parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    float dot[detail::block_size];
     for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * detail::block_size;
-      const std::int64_t m = std::min(detail::block_size, e.s - s0);
-      const std::int32_t* y = target_.is_index() ? target_.index.data() + n * e.s + s0 : nullptr;
+      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
+      const std::int64_t m = std::min(block_size, e.s - s0);
+      double* out = part.values.data() + u * e.c * 3;  // [c][I, P, G]
+      for (std::int64_t c = 0; c < e.c; ++c) {
+        const float* pc = p + (n * e.c + c) * e.s + s0;
+        double sp = 0;
+        if (squared)
+          for (std::int64_t s = 0; s < m; ++s) sp += double(pc[s]) * pc[s];
+        else
+          for (std::int64_t s = 0; s < m; ++s) sp += pc[s];
+        out[c * 3 + 1] = sp;
+        if (!target.is_index()) {
+          const float* gc = target.dense.data() + (n * e.c + c) * e.s + s0;
+          double si = 0, sg = 0;
+          for (std::int64_t s = 0; s < m; ++s) {
+            si += double(pc[s]) * gc[s];
+            sg += squared ? double(gc[s]) * gc[s] : double(gc[s]);
+          }
+          out[c * 3] = si;
+          out[c * 3 + 2] = sg;
+        }
+      }
+      if (target.is_index()) {
+        const std::int32_t* y = target.index.data() + n * e.s + s0;
+        for (std::int64_t s = 0; s < m; ++s) {
+          const std::int64_t c = y[s];
+          out[c * 3] += p[(n * e.c + c) * e.s + s0 + s];
+          out[c * 3 + 2] += 1.0;  // a one-hot g is its own square
+        }
+      }
+    }
+  });
+  return part;
+}
+
+inline void dice_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
+                          const std::vector<DiceCoefficients>& coef, const Extents& e, Activation activation,
+                          bool squared, const Tensor<float, Cpu>& grad, float scale) {
+  const std::int64_t blocks = block_count(e.s);
+  const float* p = probs.data();
+  float* gx = grad.data();
+  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
+    float dot[block_size];
+    for (std::int64_t u = u0; u < u1; ++u) {
+      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
+      const std::int64_t m = std::min(block_size, e.s - s0);
+      const std::int32_t* y = target.is_index() ? target.index.data() + n * e.s + s0 : nullptr;
       // d loss / d p for class c at voxel s of this block.
       auto dp = [&](std::int64_t c, const float* pc, const float* gc, std::int64_t s) {
-        const Coefficients k = coef_[static_cast<std::size_t>(n * e.c + c)];
+        const DiceCoefficients k = coef[static_cast<std::size_t>(n * e.c + c)];
         const float g = y ? (y[s] == c ? 1.0f : 0.0f) : gc[s];
         return k.a * g + k.b * (squared ? 2.0f * pc[s] : 1.0f);
       };
       auto target_row = [&](std::int64_t c) {
-        return y ? nullptr : target_.dense.data() + (n * e.c + c) * e.s + s0;
+        return y ? nullptr : target.dense.data() + (n * e.c + c) * e.s + s0;
       };
-      if (act == Activation::softmax) {
+      if (activation == Activation::softmax) {
         // Softmax's Jacobian: dx_c = p_c (dp_c - sum_k p_k dp_k).
         std::fill_n(dot, m, 0.0f);
         for (std::int64_t c = 0; c < e.c; ++c) {
@@ -251,7 +271,7 @@ void Dice<B>::backward_accumulate(const Tensor<float, B>& grad, float scale) con
           const float* pc = p + (n * e.c + c) * e.s + s0;
           const float* gc = target_row(c);
           float* oc = gx + (n * e.c + c) * e.s + s0;
-          if (act == Activation::sigmoid)
+          if (activation == Activation::sigmoid)
             for (std::int64_t s = 0; s < m; ++s) oc[s] += scale * dp(c, pc, gc, s) * pc[s] * (1.0f - pc[s]);
           else
             for (std::int64_t s = 0; s < m; ++s) oc[s] += scale * dp(c, pc, gc, s);
@@ -260,6 +280,8 @@ void Dice<B>::backward_accumulate(const Tensor<float, B>& grad, float scale) con
     }
   });
 }
+
+}  // namespace detail
 
 static_assert(Loss<Dice<Cpu>>);
 

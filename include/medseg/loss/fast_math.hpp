@@ -2,16 +2,19 @@
 // polynomials), so that loops over voxels vectorise: std::exp and std::log are calls into
 // libm that GCC vectorises only under -ffast-math. Accurate to a few ulp over the ranges the
 // losses use; tests/loss/fast_math_test.cpp measures the error against std::exp and std::log.
+// The Cuda loss kernels call the same functions, so both backends compute the same curve.
 #pragma once
 
 #include <bit>
 #include <cstdint>
 
+#include "../core/host_device.hpp"
+
 namespace medseg::loss::detail {
 
 /// `condition ? a : b` by bit masks. Under GCC's default -ftrapping-math a float ?: (or
 /// std::min/max) feeding further arithmetic is not if-converted and blocks vectorisation.
-inline float select(bool condition, float a, float b) {
+MEDSEG_HOST_DEVICE float select(bool condition, float a, float b) {
   const std::uint32_t mask = 0u - static_cast<std::uint32_t>(condition);
   return std::bit_cast<float>((std::bit_cast<std::uint32_t>(a) & mask) | (std::bit_cast<std::uint32_t>(b) & ~mask));
 }
@@ -19,14 +22,14 @@ inline float select(bool condition, float a, float b) {
 /// e^x for finite x; results below e^-87.3 come out as about 1.2e-38 rather than smaller
 /// (no denormals), and above e^88.37 as about 2.4e38. NaN inputs give unspecified values:
 /// callers check finiteness separately.
-inline float exp_approx(float x);
+MEDSEG_HOST_DEVICE float exp_approx(float x);
 /// ln(x) for normal positive finite x.
-inline float log_approx(float x);
+MEDSEG_HOST_DEVICE float log_approx(float x);
 
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-inline float exp_approx(float x) {
+MEDSEG_HOST_DEVICE float exp_approx(float x) {
   x = select(x < -87.3f, -87.3f, x);  // 2^n stays a normal float
   x = select(x > 88.37f, 88.37f, x);
   // n = round(x / ln 2) by the 1.5 * 2^23 trick (exact under round-to-nearest, branch-free).
@@ -46,7 +49,7 @@ inline float exp_approx(float x) {
   return p * std::bit_cast<float>(scale);
 }
 
-inline float log_approx(float x) {
+MEDSEG_HOST_DEVICE float log_approx(float x) {
   const auto bits = std::bit_cast<std::uint32_t>(x);
   float e = static_cast<float>(static_cast<std::int32_t>(bits >> 23) - 127);
   float m = std::bit_cast<float>((bits & 0x007fffffu) | 0x3f800000u);  // mantissa in [1, 2)

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../backends/cpu/activation.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {

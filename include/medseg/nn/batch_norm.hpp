@@ -1,15 +1,14 @@
 // BatchNorm3d (torch.nn.BatchNorm3d): per-channel normalisation with batch statistics in
 // training and running statistics in eval mode. The running averages, their momentum, the
 // unbiased variance they store and num_batches_tracked all follow PyTorch, so state dicts and
-// eval outputs match after the same training steps.
+// eval outputs match after the same training steps. Statistics stay in the backend's memory
+// and the ops update the running averages there, so BatchNorm3d<Cuda> never waits for the host.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <string>
-#include <vector>
 
-#include "../backends/cpu/norm.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {
@@ -61,7 +60,7 @@ class BatchNorm3d : public LayerBase<B> {
   Buffer<B> running_mean_, running_var_, batches_;
   Tensor<float, B> x_;
   ops::NormSets sets_;
-  ops::NormStats stats_;
+  ops::norm_stats_t<B> stats_;  // host vectors on the CPU, device tensors on the GPU
 };
 
 // ----------------------------------------------------------------------------------------
@@ -87,17 +86,12 @@ Tensor<float, B> BatchNorm3d<B>::forward(const Tensor<float, B>& x) {
   const Tensor<float, B> xc = x.contiguous();
   const std::int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<std::int64_t>(n * c, 1);
   auto y = this->output_buffer(x.shape());
+  // Device pointers on the GPU: the ops read them where they run.
+  const float* gamma = o_.affine ? weight_.value.data() : nullptr;
+  const float* beta = o_.affine ? bias_.value.data() : nullptr;
   const bool use_batch = this->training_ || !o_.track_running_stats;
   if (!use_batch) {
-    std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
-    const float* rm = running_mean_.value.data();
-    const float* rv = running_var_.value.data();
-    for (std::int64_t k = 0; k < c; ++k) {
-      const double a = 1.0 / std::sqrt(static_cast<double>(rv[k]) + o_.eps) * (o_.affine ? weight_.value.data()[k] : 1.0f);
-      scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
-      shift[static_cast<std::size_t>(k)] = static_cast<float>((o_.affine ? bias_.value.data()[k] : 0.0f) - rm[k] * a);
-    }
-    ops::channel_affine(xc, scale, shift, y);
+    ops::normalize_with_running_stats(xc, running_mean_.value, running_var_.value, gamma, beta, o_.eps, y);
     return y;
   }
   require(n * s > 1, [&] {
@@ -105,18 +99,11 @@ Tensor<float, B> BatchNorm3d<B>::forward(const Tensor<float, B>& x) {
                      .actual = x.shape().to_string()};
   });
   sets_ = ops::NormSets::batch(n, c, s);
-  auto stats = ops::normalize_forward(sets_, xc, y, o_.affine ? weight_.value.data() : nullptr,
-                                      o_.affine ? bias_.value.data() : nullptr, o_.eps);
+  auto stats = ops::normalize_forward(sets_, xc, y, gamma, beta, o_.eps);
   if (this->training_ && o_.track_running_stats) {
-    const double m = o_.momentum, count = static_cast<double>(n * s);
-    float* rm = running_mean_.value.data();
-    float* rv = running_var_.value.data();
-    for (std::int64_t k = 0; k < c; ++k) {
-      const auto i = static_cast<std::size_t>(k);
-      rm[k] = static_cast<float>((1.0 - m) * rm[k] + m * stats.mean[i]);
-      rv[k] = static_cast<float>((1.0 - m) * rv[k] + m * stats.var[i] * count / (count - 1.0));
-    }
-    batches_.value.data()[0] += 1.0f;
+    const double count = static_cast<double>(n * s);  // the running variance is unbiased
+    ops::update_running_stats(stats, o_.momentum, count / (count - 1.0), running_mean_.value, running_var_.value,
+                              &batches_.value);
   }
   if (this->training_) {
     x_ = xc;

@@ -9,8 +9,7 @@
 #include <string>
 
 #include "../backends/conv3d.hpp"
-#include "../backends/cpu/conv3d.hpp"
-#include "../backends/cpu/elementwise.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 #include "init.hpp"
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../backends/cpu/elementwise.hpp"
+#include "../backends/ops.hpp"
 #include "../core/rng.hpp"
 #include "concepts.hpp"
 

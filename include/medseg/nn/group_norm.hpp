@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../backends/cpu/norm.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {
@@ -48,7 +48,7 @@ class GroupNorm : public LayerBase<B> {
   Parameter<B> weight_, bias_;
   Tensor<float, B> x_;
   ops::NormSets sets_;
-  ops::NormStats stats_;
+  ops::norm_stats_t<B> stats_;  // host vectors on the CPU, device tensors on the GPU
 };
 
 // ----------------------------------------------------------------------------------------

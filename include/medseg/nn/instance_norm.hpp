@@ -1,14 +1,13 @@
 // InstanceNorm3d (torch.nn.InstanceNorm3d): each sample's channel normalised by its own
 // statistics, nnU-Net's default norm (with affine = true). Optional running statistics follow
-// PyTorch: averages over the batch of per-instance means and unbiased variances, used in eval.
+// PyTorch: averages over the batch of per-instance means and unbiased variances, used in eval,
+// kept and updated in the backend's memory.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <string>
-#include <vector>
 
-#include "../backends/cpu/norm.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {
@@ -58,7 +57,7 @@ class InstanceNorm3d : public LayerBase<B> {
   Buffer<B> running_mean_, running_var_, batches_;
   Tensor<float, B> x_;
   ops::NormSets sets_;
-  ops::NormStats stats_;
+  ops::norm_stats_t<B> stats_;  // host vectors on the CPU, device tensors on the GPU
 };
 
 // ----------------------------------------------------------------------------------------
@@ -87,31 +86,16 @@ Tensor<float, B> InstanceNorm3d<B>::forward(const Tensor<float, B>& x) {
   const float* gamma = o_.affine ? weight_.value.data() : nullptr;
   const float* beta = o_.affine ? bias_.value.data() : nullptr;
   if (!this->training_ && o_.track_running_stats) {
-    std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
-    for (std::int64_t k = 0; k < c; ++k) {
-      const double a = (gamma ? gamma[k] : 1.0f) / std::sqrt(static_cast<double>(running_var_.value.data()[k]) + o_.eps);
-      scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
-      shift[static_cast<std::size_t>(k)] = static_cast<float>((beta ? beta[k] : 0.0f) - running_mean_.value.data()[k] * a);
-    }
-    ops::channel_affine(xc, scale, shift, y);
+    ops::normalize_with_running_stats(xc, running_mean_.value, running_var_.value, gamma, beta, o_.eps, y);
     return y;
   }
   sets_ = ops::NormSets::group(n, c, s, c);
   auto stats = ops::normalize_forward(sets_, xc, y, gamma, beta, o_.eps);
   if (this->training_ && o_.track_running_stats) {
-    float* rm = running_mean_.value.data();
-    float* rv = running_var_.value.data();
+    // Averages over the batch of per-instance statistics; torch's instance_norm leaves
+    // num_batches_tracked at 0 (only _BatchNorm counts).
     const double unbias = s > 1 ? static_cast<double>(s) / static_cast<double>(s - 1) : 1.0;
-    for (std::int64_t k = 0; k < c; ++k) {
-      double mean = 0.0, var = 0.0;
-      for (std::int64_t i = 0; i < n; ++i) {
-        mean += stats.mean[static_cast<std::size_t>(i * c + k)];
-        var += stats.var[static_cast<std::size_t>(i * c + k)] * unbias;
-      }
-      rm[k] = static_cast<float>((1.0 - o_.momentum) * rm[k] + o_.momentum * mean / static_cast<double>(n));
-      rv[k] = static_cast<float>((1.0 - o_.momentum) * rv[k] + o_.momentum * var / static_cast<double>(n));
-    }
-    // torch's instance_norm leaves num_batches_tracked at 0 (only _BatchNorm counts).
+    ops::update_running_stats(stats, o_.momentum, unbias, running_mean_.value, running_var_.value, nullptr);
   }
   if (this->training_) {
     x_ = xc;

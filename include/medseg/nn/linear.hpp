@@ -8,8 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "../backends/cpu/elementwise.hpp"
-#include "../backends/cpu/gemm.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 #include "init.hpp"
 
@@ -81,7 +80,10 @@ Tensor<float, B> Linear<B>::forward(const Tensor<float, B>& x) {
   out[out.rank() - 1] = o_.out_features;
   auto y = this->output_buffer(out);
   const auto y2 = y.reshape({rows, o_.out_features});
-  if (o_.bias) {  // rows of b, then y = x W^T + y
+  if (o_.bias && !B::is_host) {  // on a device, the rows of b are the product ones[rows,1] b[1,out]
+    ops::gemm(false, false, 1.0f, Tensor<float, B>::ones({rows, 1}), bias_.value.reshape({1, o_.out_features}), 0.0f,
+              y2);
+  } else if (o_.bias) {  // rows of b, then y = x W^T + y
     const float* b = bias_.value.data();
     float* py = y2.data();
     parallel_for(0, rows, std::max<std::int64_t>(1, 4096 / o_.out_features), [&](std::int64_t r0, std::int64_t r1) {
@@ -106,7 +108,10 @@ Tensor<float, B> Linear<B>::backward(const Tensor<float, B>& dy) {
   auto dx = Tensor<float, B>::empty({rows, o_.in_features});
   ops::gemm(false, false, 1.0f, g, weight_.value, 0.0f, dx);       // dx = dy W
   ops::gemm(true, false, 1.0f, g, x_, 1.0f, weight_.grad);          // dW += dy^T x
-  if (o_.bias) {
+  if (o_.bias && !B::is_host) {  // db += dy^T ones: the column sums, as one product on the device
+    ops::gemm(true, false, 1.0f, g, Tensor<float, B>::ones({rows, 1}), 1.0f,
+              bias_.grad.reshape({o_.out_features, 1}));
+  } else if (o_.bias) {
     const float* pg = g.data();
     float* db = bias_.grad.data();
     std::vector<double> sum(static_cast<std::size_t>(o_.out_features), 0.0);  // row by row: unit stride

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "../backends/conv3d.hpp"
-#include "../backends/cpu/pooling.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {

@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "../backends/cpu/elementwise.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "../backends/cpu/activation.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "../backends/conv3d.hpp"
-#include "../backends/cpu/upsample.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::nn {

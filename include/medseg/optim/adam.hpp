@@ -1,6 +1,8 @@
 // Adam and AdamW, step for step as torch.optim.Adam and torch.optim.AdamW (with the optional
 // AMSGrad maximum). Adam adds weight decay to the gradient (L2); AdamW decays the weights
 // directly (Loshchilov & Hutter), which is what transformer models (UNETR, nnFormer) train with.
+// On the CPU or the GPU (the Cuda kernel: backends/cuda/optim.hpp), with the same float
+// operations in the same order.
 #pragma once
 
 #include <cmath>
@@ -68,8 +70,13 @@ class AdamCore {
   AdamOptions options_;
   std::vector<Chunk> chunks_;
   std::vector<Tensor<float, B>> exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
+  FusedTable<B> table_;
   std::int64_t steps_ = 0;
 };
+
+/// One Adam step over every chunk of `table` on the thread pool (state: exp_avg, exp_avg_sq,
+/// max_exp_avg_sq or null).
+inline void adam_update(const FusedTable<Cpu>& table, const AdamStep& step);
 
 }  // namespace detail
 
@@ -98,17 +105,10 @@ AdamW(std::vector<nn::Parameter<B>>, AdamWOptions) -> AdamW<B>;
 
 namespace detail {
 
-/// The scalars of one Adam step, rounded to float as PyTorch rounds its Python floats.
-struct AdamScalars {
-  float b1, one_b1, b2, one_b2, eps, neg_step, bc2_sqrt;
-  float l2;      // Adam's decay added to the gradient (0 for AdamW)
-  float shrink;  // AdamW's factor 1 - lr * weight_decay (1 for Adam)
-};
-
 /// The element loop, in PyTorch's operation order. (It stays scalar under GCC's default
 /// -fmath-errno: std::sqrt keeps an errno path; the loop is threaded by chunks.)
-inline void adam_update(const AdamScalars& k, float* p, const float* g, float* m, float* v, float* vmax,
-                        std::int64_t n) {
+inline void adam_elements(const AdamScalars& k, float* p, const float* g, float* m, float* v, float* vmax,
+                          std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
     p[i] *= k.shrink;
     const float gi = g[i] + k.l2 * p[i];
@@ -155,15 +155,22 @@ void AdamCore<B, Decoupled>::step() {
   const float b1 = static_cast<float>(options_.beta1), one_b1 = static_cast<float>(1.0 - options_.beta1);
   const float b2 = static_cast<float>(options_.beta2), one_b2 = static_cast<float>(1.0 - options_.beta2);
   const float eps = static_cast<float>(options_.eps);
-  for_each_chunk(chunks_, [&](const Chunk& c) {
-    const auto& prm = params_[c.param];
-    const double wd = prm.decay ? options_.weight_decay : 0.0;
-    AdamScalars k{.b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2, .eps = eps, .neg_step = neg_step,
-                  .bc2_sqrt = bc2_sqrt, .l2 = Decoupled ? 0.0f : static_cast<float>(wd),
-                  .shrink = Decoupled ? static_cast<float>(1.0 - options_.lr * wd) : 1.0f};
-    float* vmax = options_.amsgrad ? max_exp_avg_sq_[c.param].data() : nullptr;
-    adam_update(k, prm.value.data() + c.begin, prm.grad.data() + c.begin, exp_avg_[c.param].data() + c.begin,
-                exp_avg_sq_[c.param].data() + c.begin, vmax ? vmax + c.begin : nullptr, c.end - c.begin);
+  auto scalars = [&](double wd) {
+    return AdamScalars{.b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2, .eps = eps, .neg_step = neg_step,
+                       .bc2_sqrt = bc2_sqrt, .l2 = Decoupled ? 0.0f : static_cast<float>(wd),
+                       .shrink = Decoupled ? static_cast<float>(1.0 - options_.lr * wd) : 1.0f};
+  };
+  table_.refresh(fused_tensors(params_, {&exp_avg_, &exp_avg_sq_, &max_exp_avg_sq_}), chunks_);
+  adam_update(table_, {.decayed = scalars(options_.weight_decay), .undecayed = scalars(0.0)});
+}
+
+inline void adam_update(const FusedTable<Cpu>& table, const AdamStep& step) {
+  const auto& tensors = table.host_tensors();
+  for_each_chunk(table.host_chunks(), [&](const Chunk& c) {
+    const FusedTensor& t = tensors[c.param];
+    float* vmax = t.state[2];
+    adam_elements(t.decay ? step.decayed : step.undecayed, t.value + c.begin, t.grad + c.begin, t.state[0] + c.begin,
+                  t.state[1] + c.begin, vmax ? vmax + c.begin : nullptr, c.end - c.begin);
   });
 }
 

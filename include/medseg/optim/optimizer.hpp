@@ -1,7 +1,7 @@
 // What every optimizer in optim/ shares: the LrControlled concept schedules drive, the
-// parameter checks, the fused multi-tensor loop (one parallel_for over fixed-size chunks of
-// all parameters, so a network of a hundred small tensors costs one pool dispatch per step),
-// and exact text for scalars kept in checkpoint metadata.
+// parameter checks and their split into the chunks of the fused update (optim/fused.hpp),
+// and exact text for scalars kept in checkpoint metadata. Backend-generic: state tensors
+// live where the parameters live, and checkpoints copy them through the host.
 #pragma once
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <set>
 #include <string>
 #include <string_view>
@@ -19,6 +20,11 @@
 #include "../core/parallel.hpp"
 #include "../nn/parameter.hpp"
 #include "../nn/safetensors.hpp"
+#include "fused.hpp"
+
+#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
+#include "../backends/cuda/optim.hpp"
+#endif
 
 namespace medseg::optim {
 
@@ -31,21 +37,10 @@ concept LrControlled = requires(O& o, const O& co, double lr) {
 
 namespace detail {
 
-/// A piece of one parameter: elements [begin, end) of params[param].
-struct Chunk {
-  std::size_t param;
-  std::int64_t begin, end;
-};
-
-/// 32 Ki floats: 128 KiB of each state tensor, small enough to stay in L2 while a chunk's
-/// value, gradient and moments are read and written.
-inline constexpr std::int64_t chunk_elements = 1 << 15;
-
 /// Checks `params` (defined, contiguous, gradient of the value's shape, unique paths) and
 /// splits them into chunks for the fused loop.
 template <class B>
 std::vector<Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterList<B>& params) {
-  static_assert(B::is_host, "medseg: the optimizers of optim/ have CPU kernels only; use Tensor<float, Cpu> parameters");
   std::vector<Chunk> chunks;
   std::set<std::string> seen;
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -68,12 +63,22 @@ std::vector<Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterLi
   return chunks;
 }
 
-/// Calls body(chunk) for every chunk on the thread pool.
-template <class Body>
-void for_each_chunk(const std::vector<Chunk>& chunks, Body&& body) {
-  parallel_for(0, static_cast<std::int64_t>(chunks.size()), 1, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) body(chunks[static_cast<std::size_t>(i)]);
-  });
+/// The fused table's entries for `params` with up to three state tensors each (`states[k]`
+/// empty: slot k unused).
+template <class B>
+std::vector<FusedTensor> fused_tensors(const nn::ParameterList<B>& params,
+                                       std::initializer_list<const std::vector<Tensor<float, B>>*> states) {
+  std::vector<FusedTensor> out(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    out[i] = {.value = params[i].value.data(), .grad = params[i].grad.data(), .numel = params[i].value.numel(),
+              .decay = params[i].decay};
+    int k = 0;
+    for (const auto* state : states) {
+      if (!state->empty()) out[i].state[k] = (*state)[i].data();
+      ++k;
+    }
+  }
+  return out;
 }
 
 /// One state tensor per parameter, zeroed, shaped like it.

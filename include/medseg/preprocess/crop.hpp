@@ -109,7 +109,8 @@ void copy_box(const T* src, const Extent3& src_e, const Extent3& from, T* dst, c
 
 template <class T, class B>
 Box nonzero_box(const Tensor<T, B>& x, T background) {
-  static_assert(B::is_host, "medseg::preprocess::nonzero_box has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::nonzero_box has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   const Extent3 e = detail::spatial_extent(x.shape(), "nonzero_box");
   const Tensor<T, B> c = x.contiguous();
   const std::int64_t channels = x.rank() == 4 ? x.size(0) : 1;
@@ -159,7 +160,8 @@ Box nonzero_box(const Tensor<T, B>& x, T background) {
 
 template <class T, class B>
 Tensor<T, B> crop(const Tensor<T, B>& x, const Box& box) {
-  static_assert(B::is_host, "medseg::preprocess::crop has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::crop has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   const Extent3 e = detail::spatial_extent(x.shape(), "crop");
   for (std::size_t a = 0; a < 3; ++a)
     require(box.begin[a] >= 0 && box.begin[a] < box.end[a] && box.end[a] <= e[a], [&] {

@@ -104,8 +104,8 @@ inline constexpr std::int64_t reduce_block = 1 << 16;
 
 template <class B>
 void require_host(const char* op) {
-  static_assert(B::is_host, "medseg::preprocess intensity ops have no implementation for this backend yet "
-                            "(the CUDA preprocessing path adds them); pass a CPU tensor");
+  static_assert(B::is_host, "medseg::preprocess intensity ops have no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda, or pass a CPU tensor");
   (void)op;
 }
 
@@ -140,6 +140,33 @@ struct SumSq {
   std::int64_t count = 0;
   friend SumSq operator+(const SumSq& a, const SumSq& b) { return {a.sum + b.sum, a.sq + b.sq, a.count + b.count}; }
 };
+
+/// Moments from the sums of (v - shift) and its squares: the last step of moments(), on every
+/// backend.
+inline Moments finish_moments(const SumSq& s, double shift) {
+  Moments m;
+  m.count = s.count;
+  if (s.count == 0) return m;
+  const double mean_shifted = s.sum / static_cast<double>(s.count);
+  m.mean = shift + mean_shifted;
+  m.std = std::sqrt(std::max(0.0, s.sq / static_cast<double>(s.count) - mean_shifted * mean_shifted));
+  return m;
+}
+
+/// numpy's linear percentile over `count` sorted values: the position between ranks...
+inline double percentile_position(std::size_t count, double q) { return q / 100.0 * static_cast<double>(count - 1); }
+/// ... and the value there, from the values at ranks floor(pos) (a) and floor(pos) + 1 (b).
+inline double percentile_between(double a, double b, double pos, std::size_t lo) {
+  return a + (b - a) * (pos - static_cast<double>(lo));
+}
+
+/// What percentile() says when there is nothing to take a percentile of.
+inline void require_values(std::size_t count) {
+  require(count > 0, [] {
+    return ErrorInfo{.where = "preprocess::percentile", .field = "values", .expected = "at least one value",
+                     .actual = "none (an empty foreground?)"};
+  });
+}
 
 struct MinMax {
   float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
@@ -281,13 +308,7 @@ Moments moments(const Tensor<T, B>& x, bool nonzero_only) {
     }
     return a;
   });
-  Moments m;
-  m.count = s.count;
-  if (s.count == 0) return m;
-  const double mean_shifted = s.sum / static_cast<double>(s.count);
-  m.mean = shift + mean_shifted;
-  m.std = std::sqrt(std::max(0.0, s.sq / static_cast<double>(s.count) - mean_shifted * mean_shifted));
-  return m;
+  return detail::finish_moments(s, shift);
 }
 
 template <class T, class B>
@@ -304,17 +325,14 @@ Tensor<float, B> zscore(const Tensor<T, B>& x, bool nonzero_only) {
 }
 
 inline double percentile(std::vector<float>& values, double q) {
-  require(!values.empty(), [] {
-    return ErrorInfo{.where = "preprocess::percentile", .field = "values", .expected = "at least one value",
-                     .actual = "none (an empty foreground?)"};
-  });
-  const double pos = q / 100.0 * static_cast<double>(values.size() - 1);
+  detail::require_values(values.size());
+  const double pos = detail::percentile_position(values.size(), q);
   const auto lo = static_cast<std::size_t>(std::floor(pos));
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(lo), values.end());
   const double a = values[lo];
   if (lo + 1 >= values.size()) return a;
   const double b = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(lo) + 1, values.end());
-  return a + (b - a) * (pos - static_cast<double>(lo));
+  return detail::percentile_between(a, b, pos, lo);
 }
 
 template <class T, class M, class B>

@@ -74,7 +74,8 @@ Tensor<L, Cpu> remove_small_components(const Tensor<L, Cpu>& seg, std::int64_t m
 template <class L, class B>
 Tensor<L, B> remap_labels(const Tensor<L, B>& seg, const LabelMapping<L>& mapping,
                           std::optional<std::type_identity_t<L>> unmapped) {
-  static_assert(B::is_host, "medseg::preprocess::remap_labels has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::remap_labels has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   const Tensor<L, B> c = seg.contiguous();
   auto out = Tensor<L, B>::empty(c.shape());
   parallel_for(0, c.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
@@ -100,7 +101,8 @@ Tensor<L, B> remap_labels(const Tensor<L, B>& seg, const LabelMapping<L>& mappin
 
 template <class L, class M, class B>
 Tensor<L, B> set_ignore_label(const Tensor<L, B>& seg, const Tensor<M, B>& mask, L ignore) {
-  static_assert(B::is_host, "medseg::preprocess::set_ignore_label has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::set_ignore_label has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   require(mask.defined() && seg.defined() && mask.shape() == seg.shape(), [&] {
     return ErrorInfo{.where = "preprocess::set_ignore_label", .field = "mask",
                      .expected = "the label map's shape " + (seg.defined() ? seg.shape().to_string() : std::string("?")),

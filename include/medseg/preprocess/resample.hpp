@@ -166,11 +166,32 @@ inline AxisPlan plan_axis(std::int64_t n, std::int64_t m, int order, GridMode gr
 /// SciPy's cubic B-spline prefilter (pole sqrt(3) - 2, mirror boundaries) along an axis of
 /// n samples, applied to `len` independent lines at once: sample i of line l is
 /// base[i * stride + l]. The inner loops run over l, so they vectorise.
+/// The constants of that prefilter along an axis of n samples, computed in one place so the
+/// GPU's prefilter (src/backends/cuda/preprocess.cu) uses the very same numbers.
+struct SplineConstants {
+  /// Lines up to this long start the causal pass with the exact mirrored sum; longer ones sum
+  /// the first `horizon` terms (|z|^k falls below float precision after ~30).
+  static constexpr std::int64_t horizon = 32;
+  double z = std::sqrt(3.0) - 2.0;                               // the pole
+  float zf = static_cast<float>(z);
+  float gain = static_cast<float>((1 - z) * (1 - 1 / z));
+  float k = static_cast<float>(z / (z * z - 1));                 // the anti-causal start
+  double zn1 = 0, norm = 0;                                      // z^(n-1), 1 / (1 - z^(2n-2)); short lines
+
+  explicit SplineConstants(std::int64_t n) {
+    if (n <= horizon) {
+      zn1 = std::pow(z, static_cast<double>(n - 1));
+      norm = 1.0 / (1 - zn1 * zn1);
+    }
+  }
+};
+
 inline void spline_prefilter(float* base, std::int64_t n, std::int64_t stride, std::int64_t len) {
   if (n < 2) return;
-  const double z = std::sqrt(3.0) - 2.0;
-  const auto zf = static_cast<float>(z);
-  const auto gain = static_cast<float>((1 - z) * (1 - 1 / z));
+  const SplineConstants sc(n);
+  const double z = sc.z;
+  const float zf = sc.zf;
+  const float gain = sc.gain;
   auto line = [&](std::int64_t i) { return base + i * stride; };
   for (std::int64_t i = 0; i < n; ++i) {
     float* r = line(i);
@@ -178,16 +199,16 @@ inline void spline_prefilter(float* base, std::int64_t n, std::int64_t stride, s
   }
   // Causal initialisation for mirror boundaries: the sum over the mirrored sequence.
   // |z|^k falls below float precision after ~30 terms, so long lines stop there.
-  constexpr std::int64_t horizon = 32;
+  constexpr std::int64_t horizon = SplineConstants::horizon;
   std::vector<double> acc(static_cast<std::size_t>(len));
   if (n <= horizon) {
-    const double zn1 = std::pow(z, static_cast<double>(n - 1));
+    const double zn1 = sc.zn1;
     for (std::int64_t l = 0; l < len; ++l) acc[static_cast<std::size_t>(l)] = line(0)[l] + zn1 * line(n - 1)[l];
     double zi = z;
     for (std::int64_t i = 1; i < n - 1; ++i, zi *= z)
       for (std::int64_t l = 0; l < len; ++l)
         acc[static_cast<std::size_t>(l)] += zi * (line(i)[l] + zn1 * line(n - 1 - i)[l]);
-    const double norm = 1.0 / (1 - zn1 * zn1);
+    const double norm = sc.norm;
     for (std::int64_t l = 0; l < len; ++l) line(0)[l] = static_cast<float>(acc[static_cast<std::size_t>(l)] * norm);
   } else {
     for (std::int64_t l = 0; l < len; ++l) acc[static_cast<std::size_t>(l)] = line(0)[l];
@@ -202,7 +223,7 @@ inline void spline_prefilter(float* base, std::int64_t n, std::int64_t stride, s
     for (std::int64_t l = 0; l < len; ++l) r[l] += zf * q[l];
   }
   {
-    const auto k = static_cast<float>(z / (z * z - 1));
+    const float k = sc.k;
     float* r = line(n - 1);
     const float* q = line(n - 2);
     for (std::int64_t l = 0; l < len; ++l) r[l] = k * (zf * q[l] + r[l]);
@@ -447,15 +468,8 @@ void resize_separable(const T* src, Out* dst, const Extent3& in, const std::arra
   });
 }
 
-template <class Out, class T, class B, class Load>
-Tensor<Out, B> resize_impl(const Tensor<T, B>& x, const Extent3& shape, const ResampleOptions& options, Load& load) {
-  static_assert(B::is_host, "medseg::preprocess::resize has no implementation for this backend yet "
-                            "(the CUDA preprocessing path adds one); resize a CPU tensor");
-  const std::string where = "preprocess::resize";
-  require(x.defined() && (x.rank() == 3 || x.rank() == 4), [&] {
-    return ErrorInfo{.where = where, .field = "input shape", .expected = "[D,H,W] or [C,D,H,W]",
-                     .actual = x.defined() ? x.shape().to_string() : "an undefined tensor"};
-  });
+/// resize's checks of its options, shared by every backend: the order of each axis (D, H, W).
+inline std::array<int, 3> checked_orders(const ResampleOptions& options, const std::string& where) {
   require(options.order == 0 || options.order == 1 || options.order == 3, [&] {
     return ErrorInfo{.where = where, .field = "order", .expected = "0 (nearest), 1 (linear) or 3 (cubic)",
                      .actual = std::to_string(options.order)};
@@ -471,20 +485,51 @@ Tensor<Out, B> resize_impl(const Tensor<T, B>& x, const Extent3& shape, const Re
           });
   std::array<int, 3> orders{options.order, options.order, options.order};
   if (options.separate_axis >= 0) orders[static_cast<std::size_t>(options.separate_axis)] = options.separate_order;
+  return orders;
+}
+
+/// Orders 1 and 3 interpolate, so they write a floating type; label maps resample with order 0.
+inline void check_output_type(const std::array<int, 3>& orders, DType out, int order, const std::string& where) {
   const bool all_nearest = orders == std::array<int, 3>{0, 0, 0};
-  require(all_nearest || is_floating(dtype_of<Out>),
+  require(all_nearest || is_floating(out),
           [&] {
             return ErrorInfo{.where = where, .field = "output type",
-                             .expected = "a floating type for order " + std::to_string(options.order),
-                             .actual = std::string(name(dtype_of<Out>)),
+                             .expected = "a floating type for order " + std::to_string(order),
+                             .actual = std::string(name(out)),
                              .detail = "label maps resample with order 0"};
           });
+}
+
+/// Which kernel computes orders 0 and 1 when W shrinks: the D/H blend at full width first, then
+/// the W gather (resize_blend_rows_first); otherwise W, H, D in turn (resize_separable). The two
+/// round differently, so the GPU asks the same question to give the same numbers.
+inline bool blends_rows_first(const std::array<int, 3>& orders, const Extent3& in, const Extent3& out) {
+  return orders[0] <= 1 && orders[1] <= 1 && orders[2] <= 1 && out[2] < in[2];
+}
+
+inline void check_output_shape(const Extent3& shape, const std::string& where) {
   for (int a = 0; a < 3; ++a)
     require(shape[static_cast<std::size_t>(a)] >= 1, [&] {
       return ErrorInfo{.where = where, .field = "output shape", .expected = "extents >= 1",
                        .actual = "[" + std::to_string(shape[0]) + "," + std::to_string(shape[1]) + "," +
                                  std::to_string(shape[2]) + "]"};
     });
+}
+
+template <class Out, class T, class B, class Load>
+Tensor<Out, B> resize_impl(const Tensor<T, B>& x, const Extent3& shape, const ResampleOptions& options, Load& load) {
+  static_assert(B::is_host, "medseg::preprocess::resize has no implementation for this backend and load: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda (its load may be a HuWindow or "
+                            "an Affine), or resize a CPU tensor");
+  const std::string where = "preprocess::resize";
+  require(x.defined() && (x.rank() == 3 || x.rank() == 4), [&] {
+    return ErrorInfo{.where = where, .field = "input shape", .expected = "[D,H,W] or [C,D,H,W]",
+                     .actual = x.defined() ? x.shape().to_string() : "an undefined tensor"};
+  });
+  const std::array<int, 3> orders = checked_orders(options, where);
+  const bool all_nearest = orders == std::array<int, 3>{0, 0, 0};
+  check_output_type(orders, dtype_of<Out>, options.order, where);
+  check_output_shape(shape, where);
   const int r = x.rank();
   const std::int64_t C = r == 4 ? x.size(0) : 1;
   const Extent3 in{x.size(r - 3), x.size(r - 2), x.size(r - 1)};
@@ -502,7 +547,7 @@ Tensor<Out, B> resize_impl(const Tensor<T, B>& x, const Extent3& shape, const Re
   for (std::int64_t c = 0; c < C; ++c) {
     if (all_nearest)
       resize_nearest(src.data() + c * in_vol, out.data() + c * out_vol, in, plans, load);
-    else if (orders[0] <= 1 && orders[1] <= 1 && orders[2] <= 1 && shape[2] < in[2])
+    else if (blends_rows_first(orders, in, shape))
       resize_blend_rows_first(src.data() + c * in_vol, out.data() + c * out_vol, in, plans, load);
     else
       resize_separable(src.data() + c * in_vol, out.data() + c * out_vol, in, plans, orders, load);

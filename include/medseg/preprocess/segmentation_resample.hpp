@@ -62,9 +62,17 @@ inline int separate_axis(const io::Vec3& spacing, double threshold) {
   return count == 1 ? axis : -1;
 }
 
+namespace detail {
+/// Where a label's interpolated mask counts as inside. An exact tie (0.5 in exact arithmetic,
+/// common where weights are halves) is inside, as nnU-Net's float64 computation finds it; float
+/// rounding must not flip it.
+inline constexpr float label_mask_threshold = 0.5f - 1e-5f;
+}  // namespace detail
+
 template <class L, class B>
 std::vector<L> unique_labels(const Tensor<L, B>& seg) {
-  static_assert(B::is_host, "medseg::preprocess::unique_labels has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::unique_labels has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   const Tensor<L, B> c = seg.contiguous();
   const std::int64_t n = c.numel();
   const std::int64_t blocks = (n + (1 << 16) - 1) >> 16;
@@ -93,7 +101,8 @@ std::vector<L> unique_labels(const Tensor<L, B>& seg) {
 template <class L, class B>
 Tensor<L, B> resample_segmentation(const Tensor<L, B>& seg, const Extent3& shape,
                                    const SegmentationResampleOptions& options, int axis) {
-  static_assert(B::is_host, "medseg::preprocess::resample_segmentation has no implementation for this backend yet");
+  static_assert(B::is_host, "medseg::preprocess::resample_segmentation has no implementation for this backend: for Cuda "
+                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   require(options.order == 0 || options.order == 1 || options.order == 3, [&] {
     return ErrorInfo{.where = "preprocess::resample_segmentation", .field = "order",
                      .expected = "0 (nearest), 1 or 3 (per-label interpolation)", .actual = std::to_string(options.order)};
@@ -111,9 +120,7 @@ Tensor<L, B> resample_segmentation(const Tensor<L, B>& seg, const Extent3& shape
     if (!out.defined()) out = Tensor<L, B>::zeros(mask.shape());
     // Zeros are already in place when 0 is the smallest label.
     if (li == 0 && label == L(0)) continue;
-    // An exact tie (0.5 in exact arithmetic, common where weights are halves) is inside, as
-    // nnU-Net's float64 computation finds it; float rounding must not flip it.
-    constexpr float threshold = 0.5f - 1e-5f;
+    constexpr float threshold = detail::label_mask_threshold;
     const float* m = mask.data();
     L* o = out.data();
     parallel_for(0, mask.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {

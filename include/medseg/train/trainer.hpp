@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "../backends/cpu/elementwise.hpp"
+#include "../backends/ops.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "../loss/deep_supervision.hpp"

@@ -326,26 +326,8 @@ inline PrimitiveCache<ConvPlanKey, ConvPlan, ConvPlanKeyHash>& conv_plans() {
   return cache;
 }
 
-/// The op's name and problem, for error messages.
-inline std::string conv_where(const char* op, const Conv3dShape& s) {
-  return std::string(op) + " (" + s.to_string() + ")";
-}
-
-inline void check_conv_tensor(const std::string& where, const char* name, const Tensor<float, Cpu>& t,
-                              const Shape& expected) {
-  require(t.defined(), [&] {
-    return ErrorInfo{.where = where, .field = name, .expected = "a defined tensor of shape " + expected.to_string(),
-                     .actual = "an undefined tensor"};
-  });
-  require(t.shape() == expected, [&] {
-    return ErrorInfo{.where = where, .field = name, .expected = "shape " + expected.to_string(),
-                     .actual = t.shape().to_string()};
-  });
-  require(t.is_contiguous(), [&] {
-    return ErrorInfo{.where = where, .field = name, .expected = "a contiguous tensor",
-                     .actual = t.layout().to_string(), .detail = "call contiguous() first"};
-  });
-}
+using medseg::detail::check_conv_tensor;
+using medseg::detail::conv_where;
 
 /// The plan of `s` for this thread's oneDNN thread count, which it first sets to ours: both
 /// building and running a primitive read it.

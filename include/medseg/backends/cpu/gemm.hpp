@@ -9,6 +9,7 @@
 
 #include "../../core/error.hpp"
 #include "../../core/tensor.hpp"
+#include "../gemm.hpp"
 #include "dnnl.hpp"
 
 namespace medseg::ops {
@@ -31,39 +32,8 @@ namespace medseg::ops {
 inline void gemm(bool transpose_a, bool transpose_b, float alpha, const Tensor<float, Cpu>& a,
                  const Tensor<float, Cpu>& b, float beta, const Tensor<float, Cpu>& c) {
   const std::string where = "gemm";
-  auto describe = [&] {
-    return "A " + a.shape().to_string() + (transpose_a ? "^T" : "") + ", B " + b.shape().to_string() +
-           (transpose_b ? "^T" : "") + ", C " + c.shape().to_string();
-  };
-  for (const auto* t : {&a, &b, &c})
-    require(t->defined() && t->is_contiguous(), [&] {
-      return ErrorInfo{.where = where, .field = t == &a ? "A" : t == &b ? "B" : "C",
-                       .expected = "a defined contiguous tensor",
-                       .actual = t->defined() ? t->layout().to_string() : "an undefined tensor"};
-    });
-  const int rank = a.rank();
-  require((rank == 2 || rank == 3) && b.rank() == rank && c.rank() == rank, [&] {
-    return ErrorInfo{.where = where, .field = "ranks", .expected = "A, B and C all 2-D or all 3-D (batched)",
-                     .actual = describe()};
-  });
-  const int r = rank - 2;  // index of the row axis
-  const std::int64_t batch = rank == 3 ? a.size(0) : 1;
-  const std::int64_t m = transpose_a ? a.size(r + 1) : a.size(r);
-  const std::int64_t k = transpose_a ? a.size(r) : a.size(r + 1);
-  const std::int64_t kb = transpose_b ? b.size(r + 1) : b.size(r);
-  const std::int64_t n = transpose_b ? b.size(r) : b.size(r + 1);
-  require(k == kb, [&] {
-    return ErrorInfo{.where = where, .field = "inner dimension", .expected = "op(A) columns == op(B) rows",
-                     .actual = str(k, " vs ", kb, " (", describe(), ")")};
-  });
-  require(c.size(r) == m && c.size(r + 1) == n, [&] {
-    return ErrorInfo{.where = where, .field = "C", .expected = str("[", m, ",", n, "] per product"),
-                     .actual = describe()};
-  });
-  require(rank == 2 || (b.size(0) == batch && c.size(0) == batch), [&] {
-    return ErrorInfo{.where = where, .field = "batch", .expected = str(batch, " products in A, B and C"),
-                     .actual = describe()};
-  });
+  const GemmProblem p = gemm_problem(transpose_a, transpose_b, a, b, c);
+  const std::int64_t batch = p.batch, m = p.m, n = p.n, k = p.k;
   if (m == 0 || n == 0) return;
   if (k == 0) {
     // sgemm with K = 0 still scales C by beta; spell it out so beta == 0 clears NaNs.
@@ -71,7 +41,7 @@ inline void gemm(bool transpose_a, bool transpose_b, float alpha, const Tensor<f
     return;
   }
   cpu::match_dnnl_threads();
-  const std::int64_t lda = a.size(r + 1), ldb = b.size(r + 1), ldc = n;
+  const std::int64_t lda = p.lda, ldb = p.ldb, ldc = n;
   for (std::int64_t i = 0; i < batch; ++i) {
     const float* pa = a.data() + i * m * k;
     const float* pb = b.data() + i * k * n;
@@ -80,7 +50,7 @@ inline void gemm(bool transpose_a, bool transpose_b, float alpha, const Tensor<f
                                    ldb, beta, pc, ldc);
     require(status == dnnl_success, [&] {
       return ErrorInfo{.where = where, .field = "oneDNN sgemm", .expected = "success",
-                       .actual = dnnl_status2str(status), .detail = describe()};
+                       .actual = dnnl_status2str(status), .detail = p.operands};
     });
   }
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "elementwise.hpp"
@@ -60,6 +61,20 @@ struct NormStats {
   std::vector<float> mean, var;
 };
 
+/// What normalize_forward returns on backend B, kept by the layers for backward: host vectors
+/// here; a device backend keeps them in its own memory (backends/cuda/norm.hpp specialises it).
+template <class B>
+struct norm_stats {
+  static_assert(sizeof(B) == 0, "medseg: no normalisation kernels for this backend (for Cuda: link medseg::cuda, "
+                                "which declares them through backends/ops.hpp)");
+};
+template <>
+struct norm_stats<Cpu> {
+  using type = NormStats;
+};
+template <class B>
+using norm_stats_t = typename norm_stats<B>::type;
+
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per set; gamma/beta may be null (no
 /// affine). Returns the statistics used. x and y contiguous with equal shapes.
 NormStats normalize_forward(const NormSets& sets, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y,
@@ -74,6 +89,23 @@ void normalize_backward(const NormSets& sets, const NormStats& stats, double eps
 /// y[n,c,s] = x[n,c,s] * scale[c] + shift[c] over [N, C, S]: BatchNorm in eval mode.
 void channel_affine(const Tensor<float, Cpu>& x, const std::vector<float>& scale, const std::vector<float>& shift,
                     const Tensor<float, Cpu>& y);
+
+/// Eval mode of the norms that keep running statistics (BatchNorm, InstanceNorm tracking them)
+/// over [N, C, S]: y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c],
+/// as one channel_affine; gamma/beta may be null (no affine).
+void normalize_with_running_stats(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& running_mean,
+                                  const Tensor<float, Cpu>& running_var, const float* gamma, const float* beta,
+                                  double eps, const Tensor<float, Cpu>& y);
+
+/// PyTorch's running averages after a training forward over [N, C, S] whose sets are k = n C + c
+/// (BatchNorm: N = 1 set per channel; InstanceNorm: one per sample and channel):
+///   running_mean[c] = (1 - momentum) running_mean[c] + momentum avg_n mean[n C + c]
+///   running_var[c]  = (1 - momentum) running_var[c]  + momentum avg_n var[n C + c] * unbias
+/// with unbias = M / (M - 1) for sets of M values. num_batches_tracked, when not null, gains 1
+/// (BatchNorm counts; torch's instance_norm does not).
+void update_running_stats(const NormStats& stats, double momentum, double unbias,
+                          const Tensor<float, Cpu>& running_mean, const Tensor<float, Cpu>& running_var,
+                          const Tensor<float, Cpu>* num_batches_tracked);
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -226,6 +258,63 @@ inline void channel_affine(const Tensor<float, Cpu>& x, const std::vector<float>
                    for (std::int64_t i = 0; i < s; ++i) py[row * s + i] = px[row * s + i] * a + t;
                  }
                });
+}
+
+namespace detail {
+/// Running statistics are [C] vectors matching the channels of the input.
+template <class B>
+void require_running_shape(const char* op, const Tensor<float, B>& running_mean, const Tensor<float, B>& running_var,
+                           std::int64_t channels) {
+  require(running_mean.rank() == 1 && running_mean.shape() == running_var.shape() &&
+              running_mean.size(0) == channels,
+          [&] {
+            return ErrorInfo{.where = op, .field = "running_mean/running_var",
+                             .expected = "[" + std::to_string(channels) + "] each",
+                             .actual = running_mean.shape().to_string() + " and " + running_var.shape().to_string()};
+          });
+}
+}  // namespace detail
+
+inline void normalize_with_running_stats(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& running_mean,
+                                         const Tensor<float, Cpu>& running_var, const float* gamma, const float* beta,
+                                         double eps, const Tensor<float, Cpu>& y) {
+  detail::require_same_shape("ops::normalize_with_running_stats", x, y);
+  const std::int64_t c = x.rank() >= 2 ? x.size(1) : 0;
+  detail::require_running_shape("ops::normalize_with_running_stats", running_mean, running_var, c);
+  std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
+  const float* rm = running_mean.data();
+  const float* rv = running_var.data();
+  for (std::int64_t k = 0; k < c; ++k) {
+    const double a = (gamma ? gamma[k] : 1.0f) / std::sqrt(static_cast<double>(rv[k]) + eps);
+    scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
+    shift[static_cast<std::size_t>(k)] = static_cast<float>((beta ? beta[k] : 0.0f) - rm[k] * a);
+  }
+  channel_affine(x, scale, shift, y);
+}
+
+inline void update_running_stats(const NormStats& st, double momentum, double unbias,
+                                 const Tensor<float, Cpu>& running_mean, const Tensor<float, Cpu>& running_var,
+                                 const Tensor<float, Cpu>* num_batches_tracked) {
+  const std::int64_t c = running_mean.numel(), sets = static_cast<std::int64_t>(st.mean.size());
+  detail::require_running_shape("ops::update_running_stats", running_mean, running_var, c);
+  require(c > 0 && sets % c == 0 && st.var.size() == st.mean.size(), [&] {
+    return ErrorInfo{.where = "ops::update_running_stats", .field = "stats",
+                     .expected = "a multiple of " + std::to_string(c) + " sets",
+                     .actual = std::to_string(sets) + " means, " + std::to_string(st.var.size()) + " variances"};
+  });
+  const std::int64_t n = sets / c;
+  float* rm = running_mean.data();
+  float* rv = running_var.data();
+  for (std::int64_t k = 0; k < c; ++k) {
+    double mean = 0.0, var = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      mean += st.mean[static_cast<std::size_t>(i * c + k)];
+      var += st.var[static_cast<std::size_t>(i * c + k)] * unbias;
+    }
+    rm[k] = static_cast<float>((1.0 - momentum) * rm[k] + momentum * mean / static_cast<double>(n));
+    rv[k] = static_cast<float>((1.0 - momentum) * rv[k] + momentum * var / static_cast<double>(n));
+  }
+  if (num_batches_tracked) num_batches_tracked->data()[0] += 1.0f;
 }
 
 }  // namespace medseg::ops

@@ -1,7 +1,7 @@
 // The Cuda backend's memory: device allocations, pitched copies in every direction, zeroing.
 // Copies that touch the host are complete when they return; device-to-device copies are
-// ordered on the current stream (backends/cuda/stream.hpp). A caching allocator replaces
-// the plain cudaMalloc here when the CUDA layers arrive.
+// ordered on the current stream (backends/cuda/stream.hpp). Memory comes from the caching
+// allocator (backends/cuda/allocator.hpp).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "../../core/backend.hpp"
+#include "allocator.hpp"
 #include "check.hpp"
 #include "device.hpp"
 #include "stream.hpp"
@@ -20,22 +21,10 @@ struct Cuda {
   static constexpr std::string_view name = "cuda";
   static constexpr bool is_host = false;
 
-  static void* allocate(std::size_t bytes) {
-    void* p = nullptr;
-    const cudaError_t status = cudaMalloc(&p, std::max<std::size_t>(bytes, 1));
-    if (status == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      std::size_t free_bytes = 0, total_bytes = 0;
-      (void)cudaMemGetInfo(&free_bytes, &total_bytes);
-      throw Error{{.where = "Cuda::allocate", .field = "bytes", .expected = "at most " + std::to_string(free_bytes) +
-                                                                               " bytes (free of " +
-                                                                               std::to_string(total_bytes) + ")",
-                   .actual = std::to_string(bytes) + " bytes", .detail = "out of GPU memory"}};
-    }
-    if (status != cudaSuccess) cuda::throw_cuda_error(status, "cudaMalloc", __FILE__, __LINE__);
-    return p;
-  }
-  static void deallocate(void* p, std::size_t) noexcept { (void)cudaFree(p); }
+  /// Through the caching allocator (backends/cuda/allocator.hpp): no cudaMalloc or cudaFree
+  /// per training step; running out of memory says how much was asked and how much is free.
+  static void* allocate(std::size_t bytes) { return cuda::device_allocator().allocate(bytes); }
+  static void deallocate(void* p, std::size_t) noexcept { cuda::device_allocator().deallocate(p); }
 
   static void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
                       std::size_t rows, CopyKind kind) {

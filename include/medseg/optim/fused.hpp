@@ -1,0 +1,149 @@
+// The fused multi-tensor update every optimizer of optim/ runs: the parameters split into
+// fixed chunks, and a table of per-tensor pointers that one pass walks chunk by chunk (a
+// parallel_for on the CPU, one kernel launch on a GPU, one block per chunk), so a network of
+// a hundred small tensors costs one dispatch per step. Also the per-step scalars of each
+// update rule: both backends' kernels take the same floats and apply them in the same order.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+
+namespace medseg::optim::detail {
+
+/// A piece of one parameter: elements [begin, end) of tensor `param`.
+struct Chunk {
+  std::size_t param;
+  std::int64_t begin, end;
+};
+
+/// 32 Ki floats: 128 KiB of each state tensor, small enough to stay in L2 while a chunk's
+/// value, gradient and moments are read and written.
+inline constexpr std::int64_t chunk_elements = 1 << 15;
+
+/// One parameter as the fused kernels see it: where its value, gradient and optimizer state
+/// live (in the backend's memory), its size, and whether weight decay applies.
+struct FusedTensor {
+  float* value = nullptr;
+  float* grad = nullptr;
+  /// The optimizer's state tensors: SGD's momentum buffer; Adam's exp_avg, exp_avg_sq and
+  /// max_exp_avg_sq (null without amsgrad). Unused slots are null.
+  float* state[3] = {nullptr, nullptr, nullptr};
+  std::int64_t numel = 0;
+  bool decay = true;
+};
+
+/// The table a fused update reads: one FusedTensor per parameter and the chunk list, in the
+/// backend's memory. The optimizer rebuilds the host side every step (a few pointers per
+/// parameter); a device copy is uploaded only when a pointer changed, so a step in steady
+/// state copies nothing to the GPU.
+template <class B>
+class FusedTable {
+ public:
+  /// Makes the table describe `tensors`, split into `chunks` (whose `param` index `tensors`).
+  void refresh(std::vector<FusedTensor> tensors, const std::vector<Chunk>& chunks);
+
+  const std::vector<FusedTensor>& host_tensors() const { return tensors_; }
+  const std::vector<Chunk>& host_chunks() const { return chunks_; }
+  /// The same tables in B's memory (the host vectors on the CPU).
+  const FusedTensor* tensors() const;
+  const Chunk* chunks() const;
+  std::int64_t chunk_count() const { return static_cast<std::int64_t>(chunks_.size()); }
+
+ private:
+  std::vector<FusedTensor> tensors_;
+  std::vector<Chunk> chunks_;
+  Tensor<std::uint8_t, B> device_;  // device backends: [tensors][chunks], as bytes
+  bool uploaded_ = false;
+};
+
+/// Calls body(chunk) for every chunk on the thread pool.
+template <class Body>
+void for_each_chunk(const std::vector<Chunk>& chunks, Body&& body);
+
+/// The scalars of one SGD step, rounded to float once as PyTorch rounds its Python floats.
+struct SgdScalars {
+  float lr = 0, momentum = 0;
+  float keep = 1;  // 1 - dampening
+  float weight_decay = 0;  // for tensors with decay; the others use 0
+  bool use_momentum = false;
+  bool first = false;  // the first step: the momentum buffer starts as the gradient
+  bool nesterov = false;
+};
+
+/// The scalars of one Adam step, rounded to float as PyTorch rounds its Python floats.
+struct AdamScalars {
+  float b1, one_b1, b2, one_b2, eps, neg_step, bc2_sqrt;
+  float l2;      // Adam's decay added to the gradient (0 for AdamW)
+  float shrink;  // AdamW's factor 1 - lr * weight_decay (1 for Adam)
+};
+
+/// One Adam step: the scalars of tensors with weight decay and of those without.
+struct AdamStep {
+  AdamScalars decayed, undecayed;
+};
+
+// ----------------------------------------------------------------------------------------
+// Implementation
+
+/// Whether two tables point at the same memory.
+inline bool same_pointers(const std::vector<FusedTensor>& a, const std::vector<FusedTensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const FusedTensor &x = a[i], &y = b[i];
+    if (x.value != y.value || x.grad != y.grad || x.numel != y.numel || x.decay != y.decay) return false;
+    for (int k = 0; k < 3; ++k)
+      if (x.state[k] != y.state[k]) return false;
+  }
+  return true;
+}
+
+template <class B>
+void FusedTable<B>::refresh(std::vector<FusedTensor> tensors, const std::vector<Chunk>& chunks) {
+  const bool changed = !uploaded_ || !same_pointers(tensors, tensors_) || chunks.size() != chunks_.size();
+  if (!changed) return;
+  tensors_ = std::move(tensors);
+  chunks_ = chunks;
+  if constexpr (!B::is_host) {
+    // Both tables in one buffer; chunks start at a multiple of 8 bytes (sizeof(FusedTensor)).
+    const std::size_t head = tensors_.size() * sizeof(FusedTensor);
+    std::vector<std::uint8_t> bytes(head + chunks_.size() * sizeof(Chunk));
+    if (!tensors_.empty()) std::memcpy(bytes.data(), tensors_.data(), head);
+    if (!chunks_.empty()) std::memcpy(bytes.data() + head, chunks_.data(), chunks_.size() * sizeof(Chunk));
+    const auto size = static_cast<std::int64_t>(bytes.size());
+    // Same size: copy into the buffer the previous launches read (the copy is ordered after them).
+    if (!device_.defined() || device_.numel() != size) device_ = Tensor<std::uint8_t, B>::empty({size});
+    device_.copy_from(Tensor<std::uint8_t, Cpu>::wrap(bytes.data(), {size}));
+  }
+  uploaded_ = true;
+}
+
+template <class B>
+const FusedTensor* FusedTable<B>::tensors() const {
+  if constexpr (B::is_host)
+    return tensors_.data();
+  else
+    return reinterpret_cast<const FusedTensor*>(device_.data());
+}
+
+template <class B>
+const Chunk* FusedTable<B>::chunks() const {
+  if constexpr (B::is_host)
+    return chunks_.data();
+  else
+    return reinterpret_cast<const Chunk*>(device_.data() + tensors_.size() * sizeof(FusedTensor));
+}
+
+template <class Body>
+void for_each_chunk(const std::vector<Chunk>& chunks, Body&& body) {
+  parallel_for(0, static_cast<std::int64_t>(chunks.size()), 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) body(chunks[static_cast<std::size_t>(i)]);
+  });
+}
+
+static_assert(sizeof(FusedTensor) % 8 == 0 && alignof(Chunk) <= 8, "the device table packs chunks after tensors");
+
+}  // namespace medseg::optim::detail
