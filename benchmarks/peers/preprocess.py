@@ -36,21 +36,22 @@ def once_ms(f):
     return (time.perf_counter() - start) * 1e3
 
 
-def hu_window(x, lo=-1250.0, hi=250.0):
+# xp: the array module, NumPy here; the CuPy peer (preprocess_cupy.py) passes cupy.
+def hu_window(x, lo=-1250.0, hi=250.0, xp=np):
     # MedicalSeg's HUnorm without the x255: NaN fill (a no-op on integers), clip, min-max.
-    v = (x.astype(np.float32) - lo) / (hi - lo)
-    return np.clip(v, 0, 1, out=v)
+    v = (x.astype(xp.float32) - lo) / (hi - lo)
+    return xp.clip(v, 0, 1, out=v)
 
 
 def zscore(x):
     return (x - x.mean()) / max(float(x.std()), 1e-8)
 
 
-def crop_nonzero(x):
+def crop_nonzero(x, xp=np):
     # nnU-Net's get_bbox_from_mask + slicing.
-    nz = np.nonzero(x != -1024)
+    nz = xp.nonzero(x != -1024)
     box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in nz)
-    return np.ascontiguousarray(x[box])
+    return xp.ascontiguousarray(x[box])
 
 
 def prepare(raw, out_dir, out):

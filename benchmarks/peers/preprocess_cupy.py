@@ -51,19 +51,15 @@ def cupy_ms(f, repeats):
     return sorted(times)[len(times) // 2]
 
 
-def hu_window_gpu(x, lo=-1250.0, hi=250.0):
-    v = (x.astype(cp.float32) - lo) / (hi - lo)
-    return cp.clip(v, 0, 1, out=v)
+def hu_window_gpu(x):
+    return cpu_peer.hu_window(x, xp=cp)
 
 
-def zscore_gpu(x):
-    return (x - x.mean()) / max(float(x.std()), 1e-8)
+zscore_gpu = cpu_peer.zscore  # array-module agnostic already
 
 
 def crop_nonzero_gpu(x):
-    nz = cp.nonzero(x != -1024)
-    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in nz)
-    return cp.ascontiguousarray(x[box])
+    return cpu_peer.crop_nonzero(x, xp=cp)
 
 
 def cupy_version():

@@ -214,6 +214,55 @@ void check_conv_tensor(const std::string& where, const char* name, const Tensor<
                      .actual = t.layout().to_string(), .detail = "call contiguous() first"};
   });
 }
+
+/// The checks every backend's conv3d ops make before any work, in one order and wording: the
+/// problem, then each tensor (optional ones when given). Each returns the op's `where`.
+template <class B>
+std::string check_conv_forward(const Conv3dShape& s, const Tensor<float, B>& x, const Tensor<float, B>& w,
+                               const Tensor<float, B>* bias, const Tensor<float, B>& y) {
+  const std::string where = conv_where("conv3d_forward", s);
+  s.validate(where);
+  check_conv_tensor(where, "x", x, s.input_shape());
+  check_conv_tensor(where, "weight", w, s.weight_shape());
+  if (bias) check_conv_tensor(where, "bias", *bias, s.bias_shape());
+  check_conv_tensor(where, "y", y, s.output_shape());
+  return where;
+}
+template <class B>
+std::string check_conv_backward_data(const Conv3dShape& s, const Tensor<float, B>& dy, const Tensor<float, B>& w,
+                                     const Tensor<float, B>& dx) {
+  const std::string where = conv_where("conv3d_backward_data", s);
+  s.validate(where);
+  check_conv_tensor(where, "dy", dy, s.output_shape());
+  check_conv_tensor(where, "weight", w, s.weight_shape());
+  check_conv_tensor(where, "dx", dx, s.input_shape());
+  return where;
+}
+template <class B>
+std::string check_conv_backward_weights(const Conv3dShape& s, const Tensor<float, B>& x, const Tensor<float, B>& dy,
+                                        const Tensor<float, B>& dw, const Tensor<float, B>* dbias) {
+  const std::string where = conv_where("conv3d_backward_weights", s);
+  s.validate(where);
+  check_conv_tensor(where, "x", x, s.input_shape());
+  check_conv_tensor(where, "dy", dy, s.output_shape());
+  check_conv_tensor(where, "dweight", dw, s.weight_shape());
+  if (dbias) check_conv_tensor(where, "dbias", *dbias, s.bias_shape());
+  return where;
+}
+template <class B>
+std::string check_conv_backward(const Conv3dShape& s, const Tensor<float, B>& x, const Tensor<float, B>& w,
+                                const Tensor<float, B>& dy, const Tensor<float, B>* dx, const Tensor<float, B>& dw,
+                                const Tensor<float, B>* dbias) {
+  const std::string where = conv_where("conv3d_backward", s);
+  s.validate(where);
+  check_conv_tensor(where, "x", x, s.input_shape());
+  check_conv_tensor(where, "weight", w, s.weight_shape());
+  check_conv_tensor(where, "dy", dy, s.output_shape());
+  if (dx) check_conv_tensor(where, "dx", *dx, s.input_shape());
+  check_conv_tensor(where, "dweight", dw, s.weight_shape());
+  if (dbias) check_conv_tensor(where, "dbias", *dbias, s.bias_shape());
+  return where;
+}
 }  // namespace detail
 
 }  // namespace medseg

@@ -449,19 +449,12 @@ void backward_weights_on(ConvPlan& plan, const Conv3dShape& s, const Tensor<floa
 
 namespace medseg::ops {
 
-using medseg::detail::check_conv_tensor;  // backends/conv3d.hpp: the CPU's checks and wording
-using medseg::detail::conv_where;
 using cuda::detail::plans;
 using cuda::detail::with_conv_errors;
 
 void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& w,
                     const Tensor<float, Cuda>* bias, const Tensor<float, Cuda>& y, const Conv3dEpilogue& epilogue) {
-  const std::string where = conv_where("conv3d_forward", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  if (bias) check_conv_tensor(where, "bias", *bias, shape.bias_shape());
-  check_conv_tensor(where, "y", y, shape.output_shape());
+  const std::string where = medseg::detail::check_conv_forward(shape, x, w, bias, y);
   with_conv_errors(where, [&] {
     const auto plan = plans().get(shape);
     // accumulate: cuDNN adds y's contents itself (beta = 1), before the bias and activation.
@@ -476,22 +469,13 @@ void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cuda>& x, cons
 
 void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& w,
                           const Tensor<float, Cuda>& dx) {
-  const std::string where = conv_where("conv3d_backward_data", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  check_conv_tensor(where, "dx", dx, shape.input_shape());
+  const std::string where = medseg::detail::check_conv_backward_data(shape, dy, w, dx);
   with_conv_errors(where, [&] { cuda::detail::backward_data_on(*plans().get(shape), shape, dy, w, dx); });
 }
 
 void conv3d_backward_weights(const Conv3dShape& shape, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& dy,
                              const Tensor<float, Cuda>& dw, const Tensor<float, Cuda>* dbias) {
-  const std::string where = conv_where("conv3d_backward_weights", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  check_conv_tensor(where, "dweight", dw, shape.weight_shape());
-  if (dbias) check_conv_tensor(where, "dbias", *dbias, shape.bias_shape());
+  const std::string where = medseg::detail::check_conv_backward_weights(shape, x, dy, dw, dbias);
   with_conv_errors(where, [&] {
     cuda::detail::backward_weights_on(*plans().get(shape), shape, x, dy, dw, dbias);
   });
@@ -500,14 +484,7 @@ void conv3d_backward_weights(const Conv3dShape& shape, const Tensor<float, Cuda>
 void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& w,
                      const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>* dx, const Tensor<float, Cuda>& dw,
                      const Tensor<float, Cuda>* dbias) {
-  const std::string where = conv_where("conv3d_backward", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  if (dx) check_conv_tensor(where, "dx", *dx, shape.input_shape());
-  check_conv_tensor(where, "dweight", dw, shape.weight_shape());
-  if (dbias) check_conv_tensor(where, "dbias", *dbias, shape.bias_shape());
+  const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, dx, dw, dbias);
   with_conv_errors(where, [&] {
     const auto plan = plans().get(shape);
     if (dx) cuda::detail::backward_data_on(*plan, shape, dy, w, *dx);

@@ -1,6 +1,5 @@
 // Kernels of backends/cuda/elementwise.hpp. One thread per element in grid-stride loops over
-// contiguous tensors; the channel concatenation is two pitched device-to-device copies. Each
-// op checks its arguments as its CPU twin does, with the same messages.
+// contiguous tensors. Each op checks its arguments as its CPU twin does, with the same messages.
 #include "medseg/backends/cuda/elementwise.hpp"
 
 #include <algorithm>
@@ -79,30 +78,6 @@ void accumulate(const Tensor<float, Cuda>& dst, const Tensor<float, Cuda>& src, 
 void scale(const Tensor<float, Cuda>& a, float s, const Tensor<float, Cuda>& out) {
   detail::require_same_shape("ops::scale", a, out);
   launch_elementwise("ops::scale", scale_kernel, a.numel(), a.data(), s, out.data(), a.numel());
-}
-
-Tensor<float, Cuda> concat_channels(const Tensor<float, Cuda>& a, const Tensor<float, Cuda>& b) {
-  require(a.rank() >= 2 && a.rank() == b.rank(), [&] {
-    return ErrorInfo{.where = "ops::concat_channels", .field = "ranks", .expected = "equal ranks >= 2",
-                     .actual = a.shape().to_string() + " and " + b.shape().to_string()};
-  });
-  bool same = a.size(0) == b.size(0);
-  for (int i = 2; i < a.rank(); ++i) same = same && a.size(i) == b.size(i);
-  require(same, [&] {
-    return ErrorInfo{.where = "ops::concat_channels", .field = "shapes",
-                     .expected = "equal extents on every axis but 1",
-                     .actual = a.shape().to_string() + " and " + b.shape().to_string()};
-  });
-  Shape s = a.shape();
-  s[1] = a.size(1) + b.size(1);
-  auto out = Tensor<float, Cuda>::empty(s);
-  out.slice(1, 0, a.size(1)).copy_from(a);
-  out.slice(1, a.size(1), s[1]).copy_from(b);
-  return out;
-}
-
-Tensor<float, Cuda> channel_range(const Tensor<float, Cuda>& x, std::int64_t begin, std::int64_t end) {
-  return x.slice(1, begin, end).clone();
 }
 
 void apply_dropout(const DropoutMask& mask, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& out) {

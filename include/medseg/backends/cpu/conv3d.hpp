@@ -326,9 +326,6 @@ inline PrimitiveCache<ConvPlanKey, ConvPlan, ConvPlanKeyHash>& conv_plans() {
   return cache;
 }
 
-using medseg::detail::check_conv_tensor;
-using medseg::detail::conv_where;
-
 /// The plan of `s` for this thread's oneDNN thread count, which it first sets to ours: both
 /// building and running a primitive read it.
 inline std::shared_ptr<ConvPlan> plan_for(const Conv3dShape& s) {
@@ -387,12 +384,7 @@ inline void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x
                            const Tensor<float, Cpu>* bias, const Tensor<float, Cpu>& y,
                            const Conv3dEpilogue& epilogue) {
   using namespace cpu::detail;
-  const std::string where = conv_where("conv3d_forward", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  if (bias) check_conv_tensor(where, "bias", *bias, shape.bias_shape());
-  check_conv_tensor(where, "y", y, shape.output_shape());
+  const std::string where = medseg::detail::check_conv_forward(shape, x, w, bias, y);
   cpu::with_dnnl_errors(where, [&] {
     const ConvForward& f = plan_for(shape)->forward(bias != nullptr, epilogue);
     HostScratch xs, ws, bs, ys;
@@ -412,11 +404,7 @@ inline void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x
 inline void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& w,
                                  const Tensor<float, Cpu>& dx) {
   using namespace cpu::detail;
-  const std::string where = conv_where("conv3d_backward_data", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  check_conv_tensor(where, "dx", dx, shape.input_shape());
+  const std::string where = medseg::detail::check_conv_backward_data(shape, dy, w, dx);
   cpu::with_dnnl_errors(where, [&] {
     const ConvBackwardData& b = plan_for(shape)->backward_data();
     HostScratch dys;
@@ -428,12 +416,7 @@ inline void conv3d_backward_weights(const Conv3dShape& shape, const Tensor<float
                                     const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dw,
                                     const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
-  const std::string where = conv_where("conv3d_backward_weights", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  check_conv_tensor(where, "dweight", dw, shape.weight_shape());
-  if (dbias) check_conv_tensor(where, "dbias", *dbias, shape.bias_shape());
+  const std::string where = medseg::detail::check_conv_backward_weights(shape, x, dy, dw, dbias);
   cpu::with_dnnl_errors(where, [&] {
     const ConvBackwardWeights& b = plan_for(shape)->backward_weights(dbias != nullptr);
     HostScratch dys;
@@ -445,14 +428,7 @@ inline void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& 
                             const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>* dx, const Tensor<float, Cpu>& dw,
                             const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
-  const std::string where = conv_where("conv3d_backward", shape);
-  shape.validate(where);
-  check_conv_tensor(where, "x", x, shape.input_shape());
-  check_conv_tensor(where, "weight", w, shape.weight_shape());
-  check_conv_tensor(where, "dy", dy, shape.output_shape());
-  if (dx) check_conv_tensor(where, "dx", *dx, shape.input_shape());
-  check_conv_tensor(where, "dweight", dw, shape.weight_shape());
-  if (dbias) check_conv_tensor(where, "dbias", *dbias, shape.bias_shape());
+  const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, dx, dw, dbias);
   cpu::with_dnnl_errors(where, [&] {
     const auto plan = plan_for(shape);
     const ConvBackwardWeights& bw = plan->backward_weights(dbias != nullptr);

@@ -26,9 +26,12 @@ void accumulate(const Tensor<float, Cpu>& dst, const Tensor<float, Cpu>& src, fl
 void scale(const Tensor<float, Cpu>& a, float s, const Tensor<float, Cpu>& out);
 
 /// Concatenates along axis 1 (channels): [N, Ca, ...] and [N, Cb, ...] -> [N, Ca + Cb, ...].
-Tensor<float, Cpu> concat_channels(const Tensor<float, Cpu>& a, const Tensor<float, Cpu>& b);
-/// Channels [begin, end) of x as a contiguous tensor (the backward of concat_channels).
-Tensor<float, Cpu> channel_range(const Tensor<float, Cpu>& x, std::int64_t begin, std::int64_t end);
+/// Any backend: two pitched copies into channel slices (the inputs may be slices too).
+template <class B>
+Tensor<float, B> concat_channels(const Tensor<float, B>& a, const Tensor<float, B>& b);
+/// Channels [begin, end) of x as a contiguous tensor (the backward of concat_channels); any backend.
+template <class B>
+Tensor<float, B> channel_range(const Tensor<float, B>& x, std::int64_t begin, std::int64_t end);
 
 /// Dropout masks drawn from the counter-based RNG and recomputed in backward, so nothing is
 /// stored: element i belongs to unit i / unit_size (1 for Dropout, D*H*W for Dropout3d,
@@ -109,7 +112,8 @@ inline void scale(const Tensor<float, Cpu>& a, float s, const Tensor<float, Cpu>
   });
 }
 
-inline Tensor<float, Cpu> concat_channels(const Tensor<float, Cpu>& a, const Tensor<float, Cpu>& b) {
+template <class B>
+Tensor<float, B> concat_channels(const Tensor<float, B>& a, const Tensor<float, B>& b) {
   require(a.rank() >= 2 && a.rank() == b.rank(), [&] {
     return ErrorInfo{.where = "ops::concat_channels", .field = "ranks", .expected = "equal ranks >= 2",
                      .actual = a.shape().to_string() + " and " + b.shape().to_string()};
@@ -123,13 +127,14 @@ inline Tensor<float, Cpu> concat_channels(const Tensor<float, Cpu>& a, const Ten
   });
   Shape s = a.shape();
   s[1] = a.size(1) + b.size(1);
-  auto out = Tensor<float, Cpu>::empty(s);
+  auto out = Tensor<float, B>::empty(s);
   out.slice(1, 0, a.size(1)).copy_from(a);
   out.slice(1, a.size(1), s[1]).copy_from(b);
   return out;
 }
 
-inline Tensor<float, Cpu> channel_range(const Tensor<float, Cpu>& x, std::int64_t begin, std::int64_t end) {
+template <class B>
+Tensor<float, B> channel_range(const Tensor<float, B>& x, std::int64_t begin, std::int64_t end) {
   return x.slice(1, begin, end).clone();
 }
 

@@ -1,7 +1,7 @@
-// The Cuda overloads of backends/cpu/elementwise.hpp: sums, accumulation, scaling, channel
-// concatenation and counter-based dropout on device tensors. Arguments, checks and results
-// are the CPU kernels'; dropout keeps exactly the CPU's elements, because the same Philox
-// numbers (core/rng.hpp) decide. Defined in src/backends/cuda/elementwise.cu.
+// The Cuda overloads of backends/cpu/elementwise.hpp: sums, accumulation, scaling and
+// counter-based dropout on device tensors (its channel concatenation serves both backends).
+// Arguments, checks and results are the CPU kernels'; dropout keeps exactly the CPU's
+// elements, because the same Philox numbers (core/rng.hpp) decide. Defined in src/backends/cuda/elementwise.cu.
 #pragma once
 
 #include <cstdint>
@@ -17,12 +17,6 @@ void add(const Tensor<float, Cuda>& a, const Tensor<float, Cuda>& b, const Tenso
 void accumulate(const Tensor<float, Cuda>& dst, const Tensor<float, Cuda>& src, float alpha = 1.0f);
 /// out = a * s. out may be a.
 void scale(const Tensor<float, Cuda>& a, float s, const Tensor<float, Cuda>& out);
-
-/// [N, Ca, ...] and [N, Cb, ...] -> a new [N, Ca + Cb, ...]. The inputs may be channel slices
-/// (pitched views): each is one pitched device-to-device copy.
-Tensor<float, Cuda> concat_channels(const Tensor<float, Cuda>& a, const Tensor<float, Cuda>& b);
-/// Channels [begin, end) of x as a new contiguous tensor (the backward of concat_channels).
-Tensor<float, Cuda> channel_range(const Tensor<float, Cuda>& x, std::int64_t begin, std::int64_t end);
 
 /// out = x * mask / (1 - p), the mask of `mask` (see DropoutMask); also the backward.
 /// out may be x.
