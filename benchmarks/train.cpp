@@ -78,6 +78,14 @@ struct Measurement {
   double peak_mib = 0;      // RSS high-water mark over the timed iterations minus the RSS before the model existed
   double hwm_mib = 0;       // the process's RSS high-water mark over the timed iterations, all of it
   double cache_peak_mib = -1;  // ours only: the host allocator's peak bytes in use
+  // Training only: where the step's time goes, each phase timed to its end (medians over extra
+  // iterations run after the timed ones, so the synchronisations do not touch `ms`).
+  double forward_ms = 0, loss_ms = 0, backward_ms = 0, optimizer_ms = 0;
+};
+
+/// A training step cut where a profile wants it cut.
+struct StepPhases {
+  std::function<void()> forward, loss, backward, optimizer;
 };
 
 // ----------------------------------------------------------------------------------------
@@ -160,6 +168,38 @@ Measurement time_and_memory(const std::function<void()>& step, int warmup, int r
   return m;
 }
 
+/// A training step timed whole (as above), then phase by phase over `repeats` more iterations.
+template <class B>
+Measurement time_step_and_phases(const StepPhases& p, int warmup, int repeats, double rss_before) {
+  Measurement m = time_and_memory<B>(
+      [&] {
+        p.forward();
+        p.loss();
+        p.backward();
+        p.optimizer();
+      },
+      warmup, repeats, rss_before);
+  std::vector<double> phase[4];
+  const std::function<void()>* parts[4] = {&p.forward, &p.loss, &p.backward, &p.optimizer};
+  for (int i = 0; i < repeats; ++i)
+    for (int k = 0; k < 4; ++k)
+      phase[k].push_back(median_ms(
+          [&] {
+            (*parts[k])();
+            B::synchronize();
+          },
+          1, 0));
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  m.forward_ms = median(phase[0]);
+  m.loss_ms = median(phase[1]);
+  m.backward_ms = median(phase[2]);
+  m.optimizer_ms = median(phase[3]);
+  return m;
+}
+
 template <class B>
 Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats) {
   const double rss_before = status_mib("VmRSS");
@@ -182,14 +222,17 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
                                                        downsample_labels(host_labels, 4).to<B>()};
     loss::DeepSupervision ds{loss::dice_ce<B>({.include_background = false, .batch = true}), targets.size()};
     optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.99, .nesterov = true, .weight_decay = 3e-5}};
-    return time_and_memory<B>(
-        [&] {
-          opt.zero_grad();
-          (void)ds.forward(net.forward_all(x), targets);
-          (void)net.backward_all(ds.backward());
-          opt.step();
-        },
-        warmup, repeats, rss_before);
+    std::vector<Tensor<float, B>> outputs;
+    return time_step_and_phases<B>({.forward = [&] { outputs = net.forward_all(x); },
+                                    .loss = [&] { (void)ds.forward(outputs, targets); },
+                                    .backward =
+                                        [&] {
+                                          outputs.clear();
+                                          opt.zero_grad();
+                                          (void)net.backward_all(ds.backward());
+                                        },
+                                    .optimizer = [&] { opt.step(); }},
+                                   warmup, repeats, rss_before);
   }
   // MedicalSeg's VNet config: BatchNorm, PReLU, dropout on the two deepest levels, MixedLoss
   // (CrossEntropy + Dice, 1:1), SGD with momentum 0.9 and weight decay 1e-4.
@@ -201,14 +244,17 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
   net.train(true);
   loss::Mixed loss{loss::CrossEntropy<B>{}, loss::Dice<B>{}};
   optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4}};
-  return time_and_memory<B>(
-      [&] {
-        opt.zero_grad();
-        (void)loss.forward(net.forward(x), labels);
-        (void)net.backward(loss.backward());
-        opt.step();
-      },
-      warmup, repeats, rss_before);
+  Tensor<float, B> output;
+  return time_step_and_phases<B>({.forward = [&] { output = net.forward(x); },
+                                  .loss = [&] { (void)loss.forward(output, labels); },
+                                  .backward =
+                                      [&] {
+                                        output = {};
+                                        opt.zero_grad();
+                                        (void)net.backward(loss.backward());
+                                      },
+                                  .optimizer = [&] { opt.step(); }},
+                                 warmup, repeats, rss_before);
 }
 
 Measurement measure_case(const ModelCase& c, Mode mode, const Options& options, int warmup, int repeats) {
@@ -299,7 +345,8 @@ Measurement run_child(std::string_view bench_name, std::size_t index, const Opti
   Measurement m;
   std::istringstream in(text);
   const bool ok = spawned == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-                  static_cast<bool>(in >> m.ms >> m.peak_mib >> m.hwm_mib >> m.cache_peak_mib);
+                  static_cast<bool>(in >> m.ms >> m.peak_mib >> m.hwm_mib >> m.cache_peak_mib >> m.forward_ms >> m.loss_ms >>
+                                                      m.backward_ms >> m.optimizer_ms);
   require(ok, [&] {
     return ErrorInfo{.where = "medseg bench " + std::string(bench_name), .field = "child process for case " + std::to_string(index),
                      .expected = "a measurement",
@@ -312,6 +359,12 @@ Measurement run_child(std::string_view bench_name, std::size_t index, const Opti
 std::string mib(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::string tenths(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
   return buf;
 }
 
@@ -329,7 +382,8 @@ std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Opt
                        .actual = std::to_string(request->index)};
     });
     const Measurement m = measure_case(cases[request->index], mode, options, warmup, repeats);
-    std::ofstream(request->file) << m.ms << " " << m.peak_mib << " " << m.hwm_mib << " " << m.cache_peak_mib << "\n";
+    std::ofstream(request->file) << m.ms << " " << m.peak_mib << " " << m.hwm_mib << " " << m.cache_peak_mib << " "
+                                 << m.forward_ms << " " << m.loss_ms << " " << m.backward_ms << " " << m.optimizer_ms << "\n";
     return {};
   }
 
@@ -352,6 +406,9 @@ std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Opt
                 " / torch " + mib((*peer)["hwm_mib"].get<double>()) + ")";
     }
     if (!gpu) r.note += "; host cache peak in use " + mib(ours.cache_peak_mib) + " MiB";
+    if (mode == Mode::train)
+      r.note += "; ours by phase, ms: forward " + tenths(ours.forward_ms) + ", loss " + tenths(ours.loss_ms) +
+                ", backward " + tenths(ours.backward_ms) + ", optimizer " + tenths(ours.optimizer_ms);
     // Progress on stderr, so a run stopped by a time limit still shows the cases it finished.
     std::cerr << "medseg bench " << bench_name << ": " << r.case_name << ": ours " << r.ours_ms << " ms, "
               << (r.peer_ms ? std::to_string(*r.peer_ms) + " ms" : r.peer) << "\n";
