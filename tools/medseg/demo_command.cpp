@@ -12,6 +12,8 @@
 #include <iomanip>
 #include <iostream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -41,6 +43,9 @@ struct DemoOptions {
   fs::path data = "/usr/share/mricron/templates";
   fs::path out = "demo-output";
   double minutes = 6.0;        // training time budget; evaluation and writing come on top
+  std::int64_t iters = 0;      // > 0: exactly this many iterations, whatever the time
+  std::string augment = "nnunet";
+  std::vector<int> mirror_axes{};
   std::int64_t width = 8;      // VNet's first-level channels (MedicalSeg: 16). oneDNN pads channels
                                // to blocks of 16, so 8 costs ~12% more per iteration than 4 for 4x
                                // the weights; 16 costs 3x (0.57 / 0.64 / 1.91 s per iteration here)
@@ -98,25 +103,34 @@ Base at_training_resolution(const Colin& c) {
 
 /// What a scanner and a different head give: a mild affine (rotation up to 10 degrees about
 /// each axis, anisotropic scale 0.9..1.1), an elastic deformation, an MR bias field and noise.
-auto realistic_deformation() {
-  return transforms::SpatialTransform{.p_rotation = 1.0f,
+/// The spatial part samples the 1 mm volume straight onto a `grid` of the 2 mm training
+/// resolution (`zoom` input voxels per output voxel), so a case is one interpolation away from
+/// the real volume, as the deploy preprocessing's resampling is.
+auto realistic_deformation(const transforms::Index3& grid, double zoom) {
+  const auto f = static_cast<float>(zoom);
+  return transforms::SpatialTransform{.patch_size = grid,
+                                      .p_rotation = 1.0f,
                                       .angle_degrees = {{{-10, 10}, {-10, 10}, {-10, 10}}},
                                       .p_scale = 1.0f,
-                                      .scale = {0.9f, 1.1f},
+                                      .scale = {0.9f * f, 1.1f * f},
                                       .anisotropic_scale = true,
                                       .p_elastic = 1.0f,
-                                      .elastic_alpha = {0.0f, 150.0f},
-                                      .elastic_sigma = {9.0f, 13.0f}} |
+                                      .elastic_alpha = {0.0f, 150.0f * f},  // input voxels: the same millimetres
+                                      .elastic_sigma = {9.0f, 13.0f}} |   // output voxels
          transforms::RandomBiasField{.coefficients = {-0.15f, 0.15f}} |
          transforms::GaussianNoise{.p = 1.0f, .sigma = {0.0f, 6.0f}};  // on the 0..255 scale of the T1
 }
 
-/// Case `index`: the 2 mm volume deformed with its own random stream, then z-scored as the
-/// deploy preprocessing does.
-data::Case make_case(const Base& base, std::uint64_t seed, std::uint64_t index, const std::string& name) {
-  transforms::Sample s{base.sample.image, base.sample.label};
+/// Case `index`: the 1 mm volume deformed onto the 2 mm grid with its own random stream, then
+/// z-scored as the deploy preprocessing does.
+data::Case make_case(const Colin& colin, const Base& base, std::uint64_t seed, std::uint64_t index, const std::string& name) {
+  const auto& v = colin.t1.voxels;
+  const Shape one{1, v.size(0), v.size(1), v.size(2)};
+  transforms::Sample s{colin.t1.voxels.reshape(one), colin.brain.voxels.reshape(one)};
+  const transforms::Index3 grid{base.sample.image.size(1), base.sample.image.size(2), base.sample.image.size(3)};
+  const double zoom = spacing_mm / colin.t1.geometry.spacing[0];
   RandomStream stream = RandomStream(seed, 0x64656d6full).substream(index);
-  realistic_deformation().apply(s, stream);
+  realistic_deformation(grid, zoom).apply(s, stream);
   s.image = preprocess::zscore(s.image);
   const Shape spatial{s.image.size(1), s.image.size(2), s.image.size(3)};
   return {name, {s.image, base.grid}, io::Image<data::LabelValue>{s.label.reshape(spatial), base.grid}};
@@ -165,7 +179,7 @@ int run_demo(const DemoOptions& o) {
   data::MemoryDataset train_set{{.labels = labels}}, val_set{{.labels = labels}};
   for (int i = 0; i < o.train_cases + o.val_cases; ++i) {
     const bool is_val = i >= o.train_cases;
-    auto c = make_case(base, o.seed, static_cast<std::uint64_t>(i), (is_val ? "val_" : "train_") + std::to_string(i));
+    auto c = make_case(colin, base, o.seed, static_cast<std::uint64_t>(i), (is_val ? "val_" : "train_") + std::to_string(i));
     (is_val ? val_set : train_set).add(std::move(c));
   }
   std::cout << "  made " << o.train_cases << " training and " << o.val_cases << " validation cases at 2 mm ("
@@ -178,24 +192,33 @@ int run_demo(const DemoOptions& o) {
   loss::Mixed loss{loss::CrossEntropy{}, loss::Dice{{.include_background = false, .batch = true}}};
   optim::Adam opt{nn::parameters(model), {.lr = 2e-3}};
   const transforms::Index3 patch{o.patch, o.patch, o.patch};
-  data::Loader loader{train_set, transforms::nnunet_3d(patch), {.batch_size = 2, .workers = 1, .seed = o.seed}};
+  const fs::path train_dir = o.out / "training";
+  const infer::EvaluateOptions val_options{.window = {.roi = patch, .overlap = 0.5}, .num_classes = 2, .surface_distances = false};
+  auto run_with = [&](auto augmentation) {
+  data::Loader loader{train_set, augmentation, {.batch_size = 2, .workers = 1, .seed = o.seed}};
 
   // 3. As many iterations as fit the time budget, the learning rate decaying polynomially over them.
   const double per_iteration = seconds_per_iteration(model, loss, loader.batch(0));
-  const auto iters = std::max<std::int64_t>(10, static_cast<std::int64_t>(o.minutes * 60.0 / (1.08 * per_iteration)));
+  const auto iters = o.iters > 0 ? o.iters : std::max<std::int64_t>(10, static_cast<std::int64_t>(o.minutes * 60.0 / (1.08 * per_iteration)));
   std::cout << "  VNet (width " << o.width << ", " << nn::parameters(model).size() << " parameter tensors): "
             << std::setprecision(2) << per_iteration << " s per iteration of batch 2 -> " << iters << " iterations in "
             << std::setprecision(1) << o.minutes << " min\n";
   optim::PolyLR schedule{opt, {.total_iters = iters, .power = 0.9}};
-  const fs::path train_dir = o.out / "training";
   train::Trainer trainer{model, loss, opt, schedule,
                          {.iters = iters, .log_every = 5, .save_every = iters, .eval_every = std::max<std::int64_t>(1, iters / 2),
                           .keep_checkpoint_max = 1, .save_dir = train_dir, .seed = o.seed}};
-  const infer::EvaluateOptions val_options{.window = {.roi = patch, .overlap = 0.5}, .num_classes = 2, .surface_distances = false};
   trainer.fit(loader, [&](models::AnyModel<Cpu>& m) {
     const auto e = infer::evaluate(m, val_set, val_options);
     return train::EvalResult{.mean_dice = e.summary.mean_dice, .per_class_dice = e.summary.dice};
   });
+  return std::pair{iters, per_iteration};
+  };
+  const auto light = transforms::SpatialTransform{.patch_size = patch, .crop_size = transforms::initial_patch_size(patch, 15.0, 0.9),
+                          .foreground_fraction = 0.33f, .p_rotation = 0.2f, .angle_degrees = {{{-15, 15}, {-15, 15}, {-15, 15}}},
+                          .p_scale = 0.2f, .scale = {0.9f, 1.1f}} |
+         transforms::GaussianNoise{} | transforms::Gamma{.p = 0.3f} |
+         transforms::RandomFlip3D{.p = 0.5f, .axes = {false, false, true}};
+  const auto [iters, per_iteration] = o.augment == "light" ? run_with(light) : run_with(transforms::nnunet_3d(patch));
 
   // 4. Held-out deformed cases, scored at 2 mm with every metric, from the best weights.
   nn::load_state_dict(model, train_dir / "best_model" / "model.safetensors");
@@ -210,6 +233,7 @@ int run_demo(const DemoOptions& o) {
   deploy.model = model_json(o.width);
   deploy.image_ops = image_ops();
   deploy.inference.roi = patch;
+  deploy.inference.mirror_axes = o.mirror_axes;
   deploy.postprocess.largest_component = true;
   deploy.labels = {"background", "brain"};
   fs::create_directories(model_dir);
@@ -261,6 +285,9 @@ int demo_command(Args args) {
     if (args[i] == "--out") o.out = value();
     else if (args[i] == "--data") o.data = value();
     else if (args[i] == "--minutes") o.minutes = std::stod(value());
+    else if (args[i] == "--iters") o.iters = std::stoll(value());
+    else if (args[i] == "--augment") o.augment = value();
+    else if (args[i] == "--mirror") { for (char ch : value()) o.mirror_axes.push_back(ch - '0'); }
     else if (args[i] == "--width") o.width = std::stoll(value());
     else if (args[i] == "--patch") o.patch = std::stoll(value());
     else if (args[i] == "--seed") o.seed = std::stoull(value());
