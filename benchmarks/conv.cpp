@@ -2,6 +2,9 @@
 // + backward (input, weight and bias gradients), batch 1, float32, bias on, against PyTorch in
 // the same run with the same thread count. Convolutions are compute-bound, so each case also reports GFLOP/s and the fraction
 // of the machine's FMA peak, measured here with a register-only AVX-512 (or AVX2) FMA loop.
+// Where oneDNN has bfloat16 convolutions (AVX-512), every case runs again under bfloat16
+// autocast (cpu::AutocastBf16Scope) against torch.autocast("cpu", dtype=torch.bfloat16): float32
+// tensors in and out on both sides, bfloat16 inside.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 
 #include "harness.hpp"
 #include "medseg/backends/cpu/conv3d.hpp"
+#include "medseg/backends/cpu/math_mode.hpp"
 #include "medseg/core.hpp"
 
 namespace medseg::bench {
@@ -144,7 +148,9 @@ std::string flops_note(double multiply_adds, double ms, double peak) {
 std::vector<Result> run_conv(const Options& options) {
   const auto cases = conv_cases(options.quick);
   const int repeats = options.quick ? 1 : 5;
+  const bool bf16 = cpu::bf16_convolutions() != cpu::Bf16Convolutions::none;
   std::vector<std::string> args{std::to_string(options.threads), std::to_string(repeats)};
+  if (bf16) args.emplace_back("bf16");
   for (const auto& c : cases) args.push_back(peer_arg(c));
   std::string why;
   const auto peer = run_python_peer("conv.py", args, why);
@@ -173,24 +179,34 @@ std::vector<Result> run_conv(const Options& options) {
 
     const double macs = static_cast<double>(s.multiply_adds());
     const std::string label = std::string(c.name) + ") " + c.label + " " + std::to_string(s.input[0]) + "^3";
-    const double fwd = best_ms([&] { ops::conv3d_forward(s, x, w, &b, y); }, repeats);
-    results.push_back({label + " fwd", fwd, peer_name, peer_ms(std::string(c.name) + " fwd"), flops_note(macs, fwd, peak)});
-    const double both = best_ms(
-        [&] {
-          ops::conv3d_forward(s, x, w, &b, y);
-          ops::conv3d_backward(s, x, w, dy, &dx, dw, &db);
-        },
-        repeats);
-    results.push_back(
-        {label + " fwd+bwd", both, peer_name, peer_ms(std::string(c.name) + " fwd+bwd"), flops_note(3 * macs, both, peak)});
+    for (const bool autocast : {false, true}) {
+      if (autocast && !bf16) continue;
+      const cpu::AutocastBf16Scope precision(autocast);
+      // The FMA peak is float32's: bfloat16 rows give GFLOP/s alone.
+      const double row_peak = autocast ? 0.0 : peak;
+      const std::string suffix = autocast ? " bf16" : "", key = std::string(c.name) + suffix;
+      std::string peer_note;
+      if (autocast && s.transposed) peer_note = "; torch 1.13's CPU autocast runs conv_transpose3d in float32";
+      const double fwd = best_ms([&] { ops::conv3d_forward(s, x, w, &b, y); }, repeats);
+      results.push_back({label + suffix + " fwd", fwd, peer_name, peer_ms(key + " fwd"),
+                         flops_note(macs, fwd, row_peak) + peer_note});
+      const double both = best_ms(
+          [&] {
+            ops::conv3d_forward(s, x, w, &b, y);
+            ops::conv3d_backward(s, x, w, dy, &dx, dw, &db);
+          },
+          repeats);
+      results.push_back({label + suffix + " fwd+bwd", both, peer_name, peer_ms(key + " fwd+bwd"),
+                         flops_note(3 * macs, both, row_peak) + peer_note});
+    }
   }
   const auto cache = host_allocator().stats();
-  char buf[160];
+  char buf[320];
   std::snprintf(buf, sizeof buf,
-                "times are best of %d; FMA peak %.0f GFLOP/s on %d threads; host cache %.1f MiB cached, %.1f MiB "
-                "peak in use",
-                repeats, peak, options.threads, static_cast<double>(cache.cached) / (1 << 20),
-                static_cast<double>(cache.peak_in_use) / (1 << 20));
+                "times are best of %d; FMA peak %.0f GFLOP/s on %d threads; bf16: autocast on both sides, oneDNN "
+                "bfloat16 kernels: %s; host cache %.1f MiB cached, %.1f MiB peak in use",
+                repeats, peak, options.threads, cpu::to_string(cpu::bf16_convolutions()),
+                static_cast<double>(cache.cached) / (1 << 20), static_cast<double>(cache.peak_in_use) / (1 << 20));
   results.back().note += std::string("; ") + buf;
   return results;
 }

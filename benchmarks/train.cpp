@@ -3,6 +3,8 @@
 // MedicalSeg's VNet, against the same architectures in PyTorch, in the same run: on the CPU
 // with the same thread count, or with --device cuda on the same GPU (128^3 batch 2, float32
 // and TF32, PyTorch with cudnn.benchmark as nnU-Net sets it, and our cuDNN search likewise).
+// On a CPU with bfloat16 convolutions, each model runs again under bfloat16 autocast (ours:
+// AutocastScope, as TrainerOptions::amp; PyTorch: torch.autocast around forward and loss).
 // Each case runs in a fresh process on each side, so the peak memory it reports is that
 // case's own and not what an earlier case left cached.
 #include <fcntl.h>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "medseg/backends/autocast.hpp"
 #include "medseg/core.hpp"
 #include "medseg/loss.hpp"
 #include "medseg/nnunet.hpp"
@@ -47,6 +50,7 @@ struct ModelCase {
   Architecture architecture;
   std::int64_t batch, size, classes;
   bool tf32 = false;  // GPU only: TF32 tensor cores for convolutions and GEMMs
+  bool bf16 = false;  // CPU only: bfloat16 autocast (TrainerOptions::amp)
 };
 
 std::vector<ModelCase> model_cases(const Options& options, Mode mode) {
@@ -63,12 +67,18 @@ std::vector<ModelCase> model_cases(const Options& options, Mode mode) {
   // Quick runs (tests of the harness) use 32^3, the smallest size VNet's four 2x down-samplings
   // allow in every stage with room to spare: same code paths, an eighth of the work.
   const std::int64_t size = options.quick ? 32 : 64;
-  return {{"dynamic_unet", Architecture::dynamic_unet, 2, size, 3}, {"vnet", Architecture::vnet, 1, size, 3}};
+  std::vector<ModelCase> cases{{"dynamic_unet", Architecture::dynamic_unet, 2, size, 3},
+                               {"vnet", Architecture::vnet, 1, size, 3}};
+  if (cpu::bf16_convolutions() != cpu::Bf16Convolutions::none) {
+    cases.push_back({"dynamic_unet", Architecture::dynamic_unet, 2, size, 3, false, true});
+    cases.push_back({"vnet", Architecture::vnet, 1, size, 3, false, true});
+  }
+  return cases;
 }
 
 std::string case_label(const ModelCase& c, const Options& options) {
   const std::string model = c.architecture == Architecture::dynamic_unet ? "DynamicUNet 32-64-128-256" : "VNet width 16";
-  const std::string precision = options.device == "cuda" ? (c.tf32 ? " tf32" : " fp32") : "";
+  const std::string precision = options.device == "cuda" ? (c.tf32 ? " tf32" : " fp32") : (c.bf16 ? " bf16" : "");
   return model + " " + std::to_string(c.size) + "^3 b" + std::to_string(c.batch) + precision;
 }
 
@@ -271,6 +281,7 @@ Measurement measure_case(const ModelCase& c, Mode mode, const Options& options, 
                  .actual = "a CPU-only build"}};
 #endif
   }
+  const AutocastScope amp(c.bf16);
   return measure_ours<Cpu>(c, mode, warmup, repeats);
 }
 
@@ -395,7 +406,7 @@ std::vector<Result> run_models(std::string_view bench_name, Mode mode, const Opt
     const auto peer = run_python_peer(
         "train.py", {mode == Mode::train ? "train" : "infer", c.key, std::to_string(c.batch), std::to_string(c.size),
                      std::to_string(c.classes), std::to_string(options.threads), std::to_string(warmup),
-                     std::to_string(repeats), options.device, c.tf32 ? "tf32" : "fp32"},
+                     std::to_string(repeats), options.device, c.tf32 ? "tf32" : c.bf16 ? "bf16" : "fp32"},
         why);
     Result r{case_label(c, options) + (mode == Mode::train ? " train" : " infer"), ours.ms,
              peer ? peer->value("peer", std::string("torch")) : "torch (" + why + ")", std::nullopt, ""};

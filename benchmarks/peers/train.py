@@ -4,8 +4,9 @@ Usage: train.py MODE MODEL BATCH SIZE CLASSES THREADS WARMUP REPEATS [DEVICE [PR
   MODE    train (forward, Dice + CE, backward, SGD step) or infer (eval-mode forward, no_grad)
   MODEL   dynamic_unet (nnU-Net's PlainConvUNet 32-64-128-256, deep supervision in training)
           or vnet (MedicalSeg's VNet, width 16)
-  DEVICE  cpu (default) or cuda; PRECISION fp32 (default) or tf32 (TF32 tensor cores for
-          convolutions and matrix products). On cuda, cudnn.benchmark follows MEDSEG_CUDNN_BENCHMARK
+  DEVICE  cpu (default) or cuda; PRECISION fp32 (default), tf32 (TF32 tensor cores for
+          convolutions and matrix products) or, on the CPU, bf16 (forward and loss under
+          torch.autocast("cpu", dtype=torch.bfloat16), as PyTorch's AMP recipe has it). On cuda, cudnn.benchmark follows MEDSEG_CUDNN_BENCHMARK
           (medseg's switch for the same search), and "peak_mib" is torch.cuda.max_memory_allocated
           over the timed iterations.
 Prints one JSON object: "ms" (median of REPEATS after WARMUP untimed iterations), "peak_mib"
@@ -13,6 +14,7 @@ Prints one JSON object: "ms" (median of REPEATS after WARMUP untimed iterations)
 "hwm_mib" (the whole process's high-water mark over the timed iterations) and "peer". The
 architectures are the parity references of tests/models/reference/, imported, not copied.
 """
+import contextlib
 import json
 import os
 import statistics
@@ -67,6 +69,7 @@ def main():
     batch, size, classes, threads, warmup, repeats = map(int, sys.argv[3:9])
     device = sys.argv[9] if len(sys.argv) > 9 else "cpu"
     tf32 = len(sys.argv) > 10 and sys.argv[10] == "tf32"
+    bf16 = len(sys.argv) > 10 and sys.argv[10] == "bf16"
     gpu = device == "cuda"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -101,12 +104,17 @@ def main():
         raise SystemExit(f"unknown model {model}")
     net.to(device)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
     if mode == "train":
         net.train()
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            loss_of(net(x)).backward()
+            with autocast():
+                loss = loss_of(net(x))
+            loss.backward()
             optimizer.step()
     elif mode == "infer":
         net.eval()
@@ -114,7 +122,7 @@ def main():
             net.decoder.deep_supervision = False  # as nnU-Net's predictor does
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 net(x)
     else:
         raise SystemExit(f"unknown mode {mode}")

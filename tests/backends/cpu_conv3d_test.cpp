@@ -5,29 +5,23 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <dlfcn.h>
-#include <unistd.h>
 
+#include "conv_reference.hpp"
 #include "medseg/backends/cpu/conv3d.hpp"
 #include "medseg/core/random.hpp"
 
 using namespace medseg;
-namespace fs = std::filesystem;
+using test::relative_error;
+using test::random_tensor;
 
 namespace {
 
-struct Case {
-  std::string name;
-  Conv3dShape shape;
-  bool bias = true;
-};
+using Case = test::ConvCase;
 
 // Every feature of the op at least once, at sizes that keep the suite fast under ASan.
 std::vector<Case> parity_cases() {
@@ -79,86 +73,36 @@ std::vector<Case> parity_cases() {
   };
 }
 
-fs::path reference_dir() {
-  const fs::path d = fs::current_path() / ("conv_reference_" + std::to_string(getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-Tensor<float> read_tensor(const fs::path& path, const Shape& shape) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  auto t = Tensor<float>::empty(shape);
-  in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(t.nbytes()));
-  REQUIRE(in.gcount() == static_cast<std::streamsize>(t.nbytes()));
-  return t;
-}
-
-/// max |ours - reference| / max |reference|: a relative error that stays meaningful where
-/// individual reference values cross zero.
-double relative_error(const Tensor<float>& ours, const Tensor<float>& ref) {
-  double diff = 0, scale = 0;
-  for (std::int64_t i = 0; i < ref.numel(); ++i) {
-    if (!std::isfinite(ours.data()[i])) return INFINITY;  // an element left unwritten (NaN)
-    diff = std::max(diff, std::abs(static_cast<double>(ours.data()[i]) - ref.data()[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(ref.data()[i])));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-std::string case_line(const Case& c) {
-  const auto& s = c.shape;
-  std::string l = c.name + " " + std::to_string(s.batch) + " " + std::to_string(s.in_channels) + " " +
-                  std::to_string(s.out_channels);
-  for (const auto* a : {&s.input, &s.kernel, &s.stride, &s.padding, &s.dilation, &s.output_padding})
-    for (auto v : *a) l += " " + std::to_string(v);
-  return l + " " + std::to_string(s.groups) + " " + (s.transposed ? "1" : "0") + " " + (c.bias ? "1" : "0");
-}
-
-Tensor<float> random_tensor(const Shape& shape, std::uint64_t seed) {
-  auto t = Tensor<float>::empty(shape);
-  random::normal(t, {.seed = seed});
-  return t;
-}
-
 }  // namespace
 
 TEST_CASE("conv3d forward and both gradients match PyTorch on every configuration") {
   const auto cases = parity_cases();
-  const fs::path dir = reference_dir();
-  {
-    std::ofstream list(dir / "cases.txt");
-    for (const auto& c : cases) list << case_line(c) << "\n";
-  }
-  const std::string cmd = "/usr/bin/python3 " + std::string(MEDSEG_SOURCE_DIR) + "/tests/backends/conv_reference.py " +
-                          dir.string();
-  REQUIRE(std::system(cmd.c_str()) == 0);
+  const test::ConvReference reference(cases);
 
   for (const auto& c : cases) {
     INFO(c.name << ": " << c.shape.to_string() << (c.bias ? "" : " (no bias)"));
     const auto& s = c.shape;
-    auto file = [&](const char* key) { return dir / (c.name + "." + key + ".bin"); };
-    const auto x = read_tensor(file("x"), s.input_shape());
-    const auto w = read_tensor(file("w"), s.weight_shape());
-    const auto b = read_tensor(file("b"), s.bias_shape());
-    const auto dy = read_tensor(file("dy"), s.output_shape());
+    const auto x = reference.read(c, "x", s.input_shape());
+    const auto w = reference.read(c, "w", s.weight_shape());
+    const auto b = reference.read(c, "b", s.bias_shape());
+    const auto dy = reference.read(c, "dy", s.output_shape());
 
     // Outputs start as NaN: every element must be written.
     auto y = Tensor<float>::full(s.output_shape(), NAN);
     ops::conv3d_forward(s, x, w, c.bias ? &b : nullptr, y);
-    const double y_error = relative_error(y, read_tensor(file("y"), s.output_shape()));
+    const double y_error = relative_error(y, reference.read(c, "y", s.output_shape()));
     INFO("forward relative error " << y_error);
     CHECK(y_error < 1e-4);
 
     auto dx = Tensor<float>::full(s.input_shape(), NAN);
     ops::conv3d_backward_data(s, dy, w, dx);
-    CHECK(relative_error(dx, read_tensor(file("dx"), s.input_shape())) < 1e-3);
+    CHECK(relative_error(dx, reference.read(c, "dx", s.input_shape())) < 1e-3);
 
     auto dw = Tensor<float>::full(s.weight_shape(), NAN);
     auto db = Tensor<float>::full(s.bias_shape(), NAN);
     ops::conv3d_backward_weights(s, x, dy, dw, c.bias ? &db : nullptr);
-    CHECK(relative_error(dw, read_tensor(file("dw"), s.weight_shape())) < 1e-3);
-    if (c.bias) CHECK(relative_error(db, read_tensor(file("db"), s.bias_shape())) < 1e-3);
+    CHECK(relative_error(dw, reference.read(c, "dw", s.weight_shape())) < 1e-3);
+    if (c.bias) CHECK(relative_error(db, reference.read(c, "db", s.bias_shape())) < 1e-3);
 
     // The combined backward computes the same, bit for bit.
     auto dx2 = Tensor<float>::full(s.input_shape(), NAN);
@@ -169,7 +113,6 @@ TEST_CASE("conv3d forward and both gradients match PyTorch on every configuratio
     CHECK(dw2.to_vector() == dw.to_vector());
     if (c.bias) CHECK(db2.to_vector() == db.to_vector());
   }
-  fs::remove_all(dir);
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // The trainer: an interrupted-and-resumed run ends bit-identical to an uninterrupted one
 // (dropout, BatchNorm, momentum SGD, PolyLR, gradient accumulation, a loader with workers);
-// the JSONL log, rotation and best_model/ it leaves; learning on spheres; deep supervision.
+// the JSONL log, rotation and best_model/ it leaves; learning on spheres; deep supervision;
+// mixed precision (amp: bfloat16 convolutions), which learns and resumes exactly too.
 #include <catch2/catch.hpp>
 
 #include <fstream>
@@ -25,7 +26,7 @@ struct RunResult {
 /// 8 steps of 2 accumulated batches of 2 on the tiny net; `crash_at` throws from the
 /// iteration hook after that step (before its checkpoint, as a kill would).
 RunResult run(const fs::path& dir, std::optional<std::int64_t> crash_at, const std::string& resume,
-              std::uint64_t init_seed) {
+              std::uint64_t init_seed, bool amp = false) {
   auto net = test::make_tiny_net(init_seed);
   auto loss = loss::dice_ce<Cpu>({.include_background = false, .batch = true});
   optim::SGD opt{nn::parameters(net), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4}};
@@ -34,7 +35,8 @@ RunResult run(const fs::path& dir, std::optional<std::int64_t> crash_at, const s
   data::Loader loader{data, transforms::RandomFlip3D{}, {.batch_size = 2, .workers = 2, .seed = 5}};
   train::Trainer trainer{net, loss, opt, sched,
                          {.iters = 8, .accumulation = 2, .log_every = 1, .save_every = 2, .eval_every = 3,
-                          .keep_checkpoint_max = 2, .save_dir = dir, .resume = resume, .seed = 3, .progress = nullptr}};
+                          .keep_checkpoint_max = 2, .save_dir = dir, .resume = resume, .seed = 3, .amp = amp,
+                          .progress = nullptr}};
   RunResult result;
   trainer.on_iteration([&](const train::IterationInfo& i) {
     result.iterations.push_back(i);
@@ -178,6 +180,50 @@ TEST_CASE("fit learns to segment spheres") {
   CHECK(trainer.state().best_mean_dice == *std::max_element(dice.begin(), dice.end()));
 }
 
+namespace {
+bool bf16_convolutions_here() { return cpu::bf16_convolutions() != cpu::Bf16Convolutions::none; }
+}  // namespace
+
+TEST_CASE("With amp a resumed run ends bit-identical too, and differs from float32") {
+  if (!bf16_convolutions_here()) return;  // refused there: see "Trainer options are checked"
+  const auto straight_dir = test::fresh_dir("amp_straight"), resumed_dir = test::fresh_dir("amp_resumed");
+  const RunResult straight = run(straight_dir, std::nullopt, "", 11, true);
+  CHECK_FALSE(cpu::autocast_bf16());  // the trainer's scopes end with their passes
+  run(resumed_dir, 5, "latest", 11, true);
+  const RunResult second_half = run(resumed_dir, std::nullopt, "latest", 12345, true);
+  CHECK(test::bit_identical(straight.weights, second_half.weights));
+  // bfloat16 convolutions really ran: the same run in float32 ends elsewhere.
+  const RunResult f32 = run(test::fresh_dir("amp_f32"), std::nullopt, "", 11, false);
+  CHECK_FALSE(test::bit_identical(straight.weights, f32.weights));
+}
+
+TEST_CASE("fit learns to segment spheres with amp") {
+  if (!bf16_convolutions_here()) return;
+  const auto dir = test::fresh_dir("learn_amp");
+  auto net = test::make_tiny_net(4, 0.0f);
+  auto loss = loss::dice_ce<Cpu>({.include_background = false, .batch = true});
+  optim::SGD opt{nn::parameters(net), {.lr = 0.05, .momentum = 0.9, .nesterov = true}};
+  optim::PolyLR sched{opt, {.total_iters = 60, .power = 0.9}};
+  data::Loader loader{test::SphereDataset{.cases = 8}, transforms::RandomFlip3D{}, {.batch_size = 2, .workers = 1}};
+  train::Trainer trainer{net, loss, opt, sched,
+                         {.iters = 60, .eval_every = 30, .save_dir = dir, .amp = true, .progress = nullptr}};
+  std::vector<double> dice;
+  trainer.on_eval([&](const train::EvalResult& r) { dice.push_back(r.mean_dice); });
+  const test::SphereDataset val{.cases = 4, .seed = 99};
+  net.eval();
+  const double before = test::sphere_eval(net, val, 0, 4).mean_dice;
+  bool evaluated_under_autocast = true;
+  trainer.fit(loader, [&](test::TinyNet& m) {
+    evaluated_under_autocast = evaluated_under_autocast && cpu::autocast_bf16();
+    return test::sphere_eval(m, val, 0, 4);
+  });
+  INFO("Dice before " << before << ", after 30 and 60 steps " << dice.at(0) << " " << dice.at(1));
+  CHECK(dice.back() > 0.8);
+  CHECK(dice.back() > before + 0.2);
+  CHECK(evaluated_under_autocast);
+  CHECK_FALSE(cpu::autocast_bf16());
+}
+
 TEST_CASE("Deep supervision trains every head of a DynamicUNet and resumes exactly") {
   auto make = [](std::uint64_t seed) {
     nn::init::manual_seed(seed);
@@ -239,6 +285,10 @@ TEST_CASE("Trainer options are checked") {
   CHECK_THROWS_WITH(make({.iters = 0}), Catch::Contains("train::Trainer: iters: expected >= 1, got 0"));
   CHECK_THROWS_WITH(make({.accumulation = 0}), Catch::Contains("accumulation: expected >= 1"));
   CHECK_THROWS_WITH(make({.clip_grad_norm = -1.0}), Catch::Contains("clip_grad_norm: expected > 0"));
+  if (cpu::bf16_convolutions() == cpu::Bf16Convolutions::none)
+    CHECK_THROWS_WITH(make({.amp = true}), Catch::Contains("amp: expected a CPU with bfloat16 convolutions"));
+  else
+    CHECK_NOTHROW(make({.amp = true}));
   const auto dir = test::fresh_dir("missing");
   train::Trainer t{net, loss, opt, sched, {.save_dir = dir, .resume = (dir / "iter_7").string(), .progress = nullptr}};
   CHECK_THROWS_WITH(t.resume(), Catch::Contains("iter_7 does not exist"));

@@ -24,7 +24,8 @@ const char* train_help =
     "on its prepared train_dataset, evaluating on val_dataset by sliding window when do_eval is true.\n"
     "Writes save_dir/iter_N checkpoints (atomically; keep_checkpoint_max kept), best_model/ by validation\n"
     "mean Dice, metrics.jsonl and curves.png. --resume latest continues the newest checkpoint exactly.\n"
-    "Flags override the config's keys; --set a.b=VALUE overrides any key.\n";
+    "Flags override the config's keys; --set a.b=VALUE overrides any key. \"amp\": true trains with bfloat16\n"
+    "convolutions (float32 weights and everything else; pays on CPUs with AMX; docs/architecture.md).\n";
 }  // namespace
 
 int train_command(Args args) {

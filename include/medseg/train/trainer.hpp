@@ -2,6 +2,7 @@
 // supervision when the model returns several heads), backward, optional gradient clipping,
 // optimizer and schedule step; log, evaluate, checkpoint and keep the best model on a fixed
 // cadence. A run interrupted anywhere and resumed from its latest checkpoint ends bit-identical.
+// With options.amp, forward, backward and evaluation run under AutocastScope (mixed precision).
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "../backends/autocast.hpp"
 #include "../backends/ops.hpp"
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
@@ -37,7 +39,16 @@ struct TrainerOptions {
   std::filesystem::path save_dir = "output";  // MedicalSeg's default
   std::string resume{};              // "": fresh; "latest": newest iter_N in save_dir (fresh if none); or a folder
   std::uint64_t seed = 0;            // recorded in checkpoints; resuming under another seed is refused
-  bool amp = false;                  // mixed precision, used by the CUDA backend
+  // Mixed precision, PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) for convolutions: on
+  // the CPU, every convolution of the forward and backward passes and of evaluation reads its
+  // input, weights and incoming gradient as bfloat16 and accumulates and writes float32
+  // (backends/cpu/math_mode.hpp; a transposed convolution's weight gradient stays float32).
+  // Weights, optimizer state, activations, norms, losses and GEMMs stay float32. bfloat16's 8
+  // exponent bits need no loss scaling. Pays on CPUs with AMX (Sapphire Rapids and later); it is
+  // slower without, and refused where oneDNN has no bfloat16 convolution (AVX2) and on the GPU
+  // (not implemented there yet). A run's results differ from float32 (~0.4% per convolution) but
+  // stay deterministic: resume is exact with amp too.
+  bool amp = false;
   std::optional<double> clip_grad_norm{};  // max global L2 norm of the gradients
   std::ostream* progress = &std::cout;     // the progress line; nullptr: silent
   std::optional<bool> tty{};               // rewrite the line with \r; default: isatty
@@ -179,6 +190,16 @@ Trainer<Model, Loss, Optimizer, Scheduler>::Trainer(Model& model, Loss& loss, Op
   positive("log_every", options_.log_every, 1);
   positive("save_every", options_.save_every, 0);
   positive("eval_every", options_.eval_every, 0);
+  require(!options_.amp || autocast_supported<backend>(), [&] {
+    return ErrorInfo{.where = "train::Trainer", .field = "amp", .expected = "false on " + std::string(backend::name),
+                     .actual = "true", .detail = "mixed precision is implemented on the CPU only"};
+  });
+  if constexpr (std::is_same_v<backend, Cpu>) {
+    require(!options_.amp || cpu::bf16_convolutions() != cpu::Bf16Convolutions::none, [&] {
+      return ErrorInfo{.where = "train::Trainer", .field = "amp", .expected = "a CPU with bfloat16 convolutions (AVX-512)",
+                       .actual = "none here", .detail = "oneDNN 2.6 has no bfloat16 convolution below AVX-512"};
+    });
+  }
   require(!options_.clip_grad_norm || *options_.clip_grad_norm > 0, [&] {
     return ErrorInfo{.where = "train::Trainer", .field = "clip_grad_norm", .expected = "> 0",
                      .actual = str(*options_.clip_grad_norm)};
@@ -266,6 +287,9 @@ float Trainer<Model, Loss, Optimizer, Scheduler>::forward_backward(const Tensor<
     else
       return t.template to<backend>();
   };
+  // Mixed precision for both passes when asked for; otherwise the process's setting stands.
+  std::optional<AutocastScope> amp;
+  if (options_.amp) amp.emplace(true);
   if constexpr (deep_supervised) {
     std::vector<Tensor<float, backend>> outputs = model_.forward_all(image);
     if (outputs.size() > 1) {
@@ -332,7 +356,11 @@ EvalResult Trainer<Model, Loss, Optimizer, Scheduler>::evaluate() {
                      .actual = "none"};
   });
   model_.eval();
-  EvalResult result = evaluator_(model_);
+  EvalResult result = [&] {
+    std::optional<AutocastScope> amp;
+    if (options_.amp) amp.emplace(true);
+    return evaluator_(model_);
+  }();
   model_.train(true);
   last_evaluated_ = state_.iteration;
   report_.evaluation(state_.iteration, result);

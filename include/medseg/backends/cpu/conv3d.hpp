@@ -2,13 +2,17 @@
 // optional activation / residual sum fused), backward-data and backward-weights (bias
 // gradient fused). Tensors are PyTorch's plain NCDHW and weight layouts; oneDNN picks its own
 // (blocked) formats and we reorder only where they differ, into memory from the host cache.
-// Primitives and their reorders are built once per Conv3dShape and thread count, and cached.
+// Primitives and their reorders are built once per Conv3dShape, thread count and precision,
+// and cached. Under bfloat16 autocast (math_mode.hpp) the primitives take bfloat16 operands,
+// and the same reorders that change the layout convert float32 <-> bfloat16 on the way.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -17,6 +21,7 @@
 #include "../../core/tensor.hpp"
 #include "../conv3d.hpp"
 #include "dnnl.hpp"
+#include "math_mode.hpp"
 
 namespace medseg::ops {
 
@@ -122,22 +127,41 @@ struct ConvBackwardWeights {
   std::optional<ConvOperand> diff_bias;
 };
 
-/// Every primitive of one Conv3dShape, each built on first use. Built entries never move or
-/// change, so references to them stay valid without the lock.
+/// The arithmetic of a plan's primitives. bf16 (autocast): x, w and dy enter the primitives
+/// as bfloat16 (the reorders round them); products accumulate in float32; y, dx, dw, the bias
+/// and its gradient are float32. Why float32 results: measured on AMX, bfloat16 y and dx made
+/// no difference to the time beyond noise (the reorder into our NCDHW float32 tensors happens
+/// either way), float32 keeps the fused residual sum exact, and it is more accurate than
+/// PyTorch's autocast, which rounds y and dx to bfloat16 too.
+/// One exception: a transposed convolution's backward-weights stays float32 under autocast,
+/// because oneDNN 2.6's bfloat16 kernels for it (AMX, AVX512-BF16 or GEMM) all took 3-4x as long
+/// as its float32 one (k2 s2, 16 to 128 channels, 8^3 to 64^3, measured).
+enum class ConvPrecision : std::uint8_t { f32, bf16 };
+
+/// Every primitive of one Conv3dShape at one precision, each built on first use. Built entries
+/// never move or change, so references to them stay valid without the lock.
 class ConvPlan {
  public:
-  explicit ConvPlan(const Conv3dShape& s);
+  ConvPlan(const Conv3dShape& s, ConvPrecision precision);
 
   const ConvForward& forward(bool with_bias, const Conv3dEpilogue& epilogue);
   const ConvBackwardData& backward_data();
   const ConvBackwardWeights& backward_weights(bool with_bias);
 
  private:
-  memory::desc any(const memory::dims& d) const { return memory::desc(d, memory::data_type::f32, tag::any); }
+  /// A layout-free descriptor: oneDNN picks the layout.
+  static memory::desc any(const memory::dims& d, memory::data_type t) { return memory::desc(d, t, tag::any); }
+  static memory::desc f32(const memory::dims& d) { return any(d, memory::data_type::f32); }
+  /// x, w or dy as the plan's precision has them enter a primitive: bfloat16 or float32.
+  memory::desc operand(const memory::dims& d) const { return any(d, operand_type_); }
   const ConvForward& forward_locked(bool with_bias, const Conv3dEpilogue& epilogue);
   std::unique_ptr<ConvForward> make_forward(bool with_bias, const Conv3dEpilogue& epilogue) const;
+  /// The plain forward at float32, the hint of a float32 primitive in a bfloat16 plan.
+  template <class Op>
+  typename Op::primitive_desc f32_forward_hint(bool with_bias) const;
 
   Conv3dShape s_;
+  memory::data_type operand_type_;
   memory::dims src_dims_, dst_dims_, weight_dims_, bias_dims_, strides_, dilates_, pad_l_, pad_r_;
   memory::desc src_user_, dst_user_, weight_user_, bias_user_;
   std::mutex mutex_;
@@ -146,7 +170,8 @@ class ConvPlan {
   std::unique_ptr<ConvBackwardWeights> backward_weights_[2];
 };
 
-inline ConvPlan::ConvPlan(const Conv3dShape& s) : s_(s) {
+inline ConvPlan::ConvPlan(const Conv3dShape& s, ConvPrecision precision)
+    : s_(s), operand_type_(precision == ConvPrecision::bf16 ? memory::data_type::bf16 : memory::data_type::f32) {
   const auto out = s.output();
   src_dims_ = {s.batch, s.in_channels, s.input[0], s.input[1], s.input[2]};
   dst_dims_ = {s.batch, s.out_channels, out[0], out[1], out[2]};
@@ -202,7 +227,7 @@ inline std::unique_ptr<ConvForward> ConvPlan::make_forward(bool with_bias, const
   attr.set_post_ops(post);
   const auto kind = dnnl::prop_kind::forward_training;
   const memory::desc no_bias;
-  const memory::desc bias_md = with_bias ? any(bias_dims_) : no_bias;
+  const memory::desc bias_md = with_bias ? f32(bias_dims_) : no_bias;
   const auto& e = dnnl_engine();
   const auto dst_direction = epilogue.accumulate ? ConvOperand::read_and_written : ConvOperand::written;
   auto build = [&](const auto& pd, dnnl::primitive primitive) {
@@ -216,20 +241,30 @@ inline std::unique_ptr<ConvForward> ConvPlan::make_forward(bool with_bias, const
   };
   if (s_.transposed) {
     using Op = dnnl::deconvolution_forward;
-    const Op::desc d(kind, dnnl::algorithm::deconvolution_direct, any(src_dims_), any(weight_dims_), bias_md,
-                     any(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
+    const Op::desc d(kind, dnnl::algorithm::deconvolution_direct, operand(src_dims_), operand(weight_dims_), bias_md,
+                     f32(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
     const Op::primitive_desc pd(d, attr, e);
     auto f = build(pd, Op(pd));
     f->deconv_pd = pd;
     return f;
   }
   using Op = dnnl::convolution_forward;
-  const Op::desc d(kind, dnnl::algorithm::convolution_direct, any(src_dims_), any(weight_dims_), bias_md,
-                   any(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
+  const Op::desc d(kind, dnnl::algorithm::convolution_direct, operand(src_dims_), operand(weight_dims_), bias_md,
+                   f32(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
   const Op::primitive_desc pd(d, attr, e);
   auto f = build(pd, Op(pd));
   f->conv_pd = pd;
   return f;
+}
+
+template <class Op>
+typename Op::primitive_desc ConvPlan::f32_forward_hint(bool with_bias) const {
+  constexpr bool transposed = std::is_same_v<Op, dnnl::deconvolution_forward>;
+  const auto algorithm = transposed ? dnnl::algorithm::deconvolution_direct : dnnl::algorithm::convolution_direct;
+  const memory::desc bias_md = with_bias ? f32(bias_dims_) : memory::desc();
+  const typename Op::desc d(dnnl::prop_kind::forward_training, algorithm, f32(src_dims_), f32(weight_dims_), bias_md,
+                            f32(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
+  return typename Op::primitive_desc(d, dnnl_engine());
 }
 
 inline const ConvForward& ConvPlan::forward_locked(bool with_bias, const Conv3dEpilogue& epilogue) {
@@ -259,13 +294,13 @@ inline const ConvBackwardData& ConvPlan::backward_data() {
   };
   if (s_.transposed) {
     using Op = dnnl::deconvolution_backward_data;
-    const Op::desc d(dnnl::algorithm::deconvolution_direct, any(src_dims_), any(weight_dims_), any(dst_dims_),
+    const Op::desc d(dnnl::algorithm::deconvolution_direct, f32(src_dims_), operand(weight_dims_), operand(dst_dims_),
                      strides_, dilates_, pad_l_, pad_r_);
     const Op::primitive_desc pd(d, attr, e, *hint.deconv_pd);
     build(pd, Op(pd));
   } else {
     using Op = dnnl::convolution_backward_data;
-    const Op::desc d(dnnl::algorithm::convolution_direct, any(src_dims_), any(weight_dims_), any(dst_dims_),
+    const Op::desc d(dnnl::algorithm::convolution_direct, f32(src_dims_), operand(weight_dims_), operand(dst_dims_),
                      strides_, dilates_, pad_l_, pad_r_);
     const Op::primitive_desc pd(d, attr, e, *hint.conv_pd);
     build(pd, Op(pd));
@@ -281,7 +316,7 @@ inline const ConvBackwardWeights& ConvPlan::backward_weights(bool with_bias) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   const memory::desc no_bias;
-  const memory::desc bias_md = with_bias ? any(bias_dims_) : no_bias;
+  const memory::desc bias_md = with_bias ? f32(bias_dims_) : no_bias;
   const auto& e = dnnl_engine();
   auto build = [&](const auto& pd, dnnl::primitive primitive) {
     std::optional<ConvOperand> diff_bias;
@@ -292,15 +327,21 @@ inline const ConvBackwardWeights& ConvPlan::backward_weights(bool with_bias) {
         ConvOperand(weight_user_, pd.diff_weights_desc(), ConvOperand::written), std::move(diff_bias)});
   };
   if (s_.transposed) {
+    // float32 even under autocast (see ConvPrecision), with a float32 forward as its hint.
     using Op = dnnl::deconvolution_backward_weights;
-    const Op::desc d(dnnl::algorithm::deconvolution_direct, any(src_dims_), any(weight_dims_), bias_md,
-                     any(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
-    const Op::primitive_desc pd(d, attr, e, *hint.deconv_pd);
-    build(pd, Op(pd));
+    const Op::desc d(dnnl::algorithm::deconvolution_direct, f32(src_dims_), f32(weight_dims_), bias_md,
+                     f32(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
+    if (operand_type_ == memory::data_type::f32) {
+      const Op::primitive_desc pd(d, attr, e, *hint.deconv_pd);
+      build(pd, Op(pd));
+    } else {
+      const Op::primitive_desc pd(d, attr, e, f32_forward_hint<dnnl::deconvolution_forward>(with_bias));
+      build(pd, Op(pd));
+    }
   } else {
     using Op = dnnl::convolution_backward_weights;
-    const Op::desc d(dnnl::algorithm::convolution_direct, any(src_dims_), any(weight_dims_), bias_md,
-                     any(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
+    const Op::desc d(dnnl::algorithm::convolution_direct, operand(src_dims_), f32(weight_dims_), bias_md,
+                     operand(dst_dims_), strides_, dilates_, pad_l_, pad_r_);
     const Op::primitive_desc pd(d, attr, e, *hint.conv_pd);
     build(pd, Op(pd));
   }
@@ -309,15 +350,18 @@ inline const ConvBackwardWeights& ConvPlan::backward_weights(bool with_bias) {
 
 /// Plans are per thread count too: oneDNN fixes a primitive's work split (and, on OpenMP, its
 /// team size) when the primitive is created, so a change of MEDSEG_NUM_THREADS or
-/// set_num_threads() needs new primitives.
+/// set_num_threads() needs new primitives. And per precision, so that switching autocast
+/// off finds the float32 primitives it left, and their results bit for bit.
 struct ConvPlanKey {
   Conv3dShape shape;
   int threads = 1;
+  ConvPrecision precision = ConvPrecision::f32;
   friend bool operator==(const ConvPlanKey&, const ConvPlanKey&) = default;
 };
 struct ConvPlanKeyHash {
   std::size_t operator()(const ConvPlanKey& k) const noexcept {
-    return Conv3dShapeHash{}(k.shape) * 31u + static_cast<std::size_t>(k.threads);
+    return (Conv3dShapeHash{}(k.shape) * 31u + static_cast<std::size_t>(k.threads)) * 2u +
+           static_cast<std::size_t>(k.precision);
   }
 };
 
@@ -327,10 +371,18 @@ inline PrimitiveCache<ConvPlanKey, ConvPlan, ConvPlanKeyHash>& conv_plans() {
 }
 
 /// The plan of `s` for this thread's oneDNN thread count, which it first sets to ours: both
-/// building and running a primitive read it.
+/// building and running a primitive read it; and for the autocast setting of the moment.
 inline std::shared_ptr<ConvPlan> plan_for(const Conv3dShape& s) {
   const int threads = match_dnnl_threads();
-  return conv_plans().get(ConvPlanKey{s, threads}, [&] { return std::make_shared<ConvPlan>(s); });
+  const ConvPrecision precision = autocast_bf16() ? ConvPrecision::bf16 : ConvPrecision::f32;
+  return conv_plans().get(ConvPlanKey{s, threads, precision},
+                          [&] { return std::make_shared<ConvPlan>(s, precision); });
+}
+
+/// An op's name for its errors, saying when it ran under bfloat16 autocast: on CPUs without
+/// AVX-512 (cpu::bf16_convolutions() == none) oneDNN 2.6 has no bfloat16 convolution at all.
+inline std::string with_precision(const std::string& where) {
+  return autocast_bf16() ? where + " under bfloat16 autocast" : where;
 }
 
 /// The scratchpad a primitive asked for, from the host cache, bound to `args`.
@@ -385,7 +437,7 @@ inline void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x
                            const Conv3dEpilogue& epilogue) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_forward(shape, x, w, bias, y);
-  cpu::with_dnnl_errors(where, [&] {
+  cpu::with_dnnl_errors(with_precision(where), [&] {
     const ConvForward& f = plan_for(shape)->forward(bias != nullptr, epilogue);
     HostScratch xs, ws, bs, ys;
     std::unordered_map<int, memory> args;
@@ -405,7 +457,7 @@ inline void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, C
                                  const Tensor<float, Cpu>& dx) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward_data(shape, dy, w, dx);
-  cpu::with_dnnl_errors(where, [&] {
+  cpu::with_dnnl_errors(with_precision(where), [&] {
     const ConvBackwardData& b = plan_for(shape)->backward_data();
     HostScratch dys;
     run_backward_data(b, b.diff_dst.bind(dy.data(), dys, true), w, dx);
@@ -417,7 +469,7 @@ inline void conv3d_backward_weights(const Conv3dShape& shape, const Tensor<float
                                     const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward_weights(shape, x, dy, dw, dbias);
-  cpu::with_dnnl_errors(where, [&] {
+  cpu::with_dnnl_errors(with_precision(where), [&] {
     const ConvBackwardWeights& b = plan_for(shape)->backward_weights(dbias != nullptr);
     HostScratch dys;
     run_backward_weights(b, x, b.diff_dst.bind(dy.data(), dys, true), dw, dbias);
@@ -429,7 +481,7 @@ inline void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& 
                             const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, dx, dw, dbias);
-  cpu::with_dnnl_errors(where, [&] {
+  cpu::with_dnnl_errors(with_precision(where), [&] {
     const auto plan = plan_for(shape);
     const ConvBackwardWeights& bw = plan->backward_weights(dbias != nullptr);
     HostScratch dys;
