@@ -2,7 +2,8 @@
 // synthetic phantom dataset: prepare -> train -> val -> export -> infer. It must learn (a
 // Dice no constant guess reaches), write predictions on the raw images' own grid and
 // geometry, and the exported folder run by `medseg infer` must give exactly what the
-// library's in-process predictor gives with the checkpoint's weights.
+// library's in-process predictor gives with the checkpoint's weights. The same config with
+// "amp": true (bfloat16 convolutions) must learn as well, where this CPU has them.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "medseg/backends/cpu/math_mode.hpp"
 #include "medseg/infer/predictor.hpp"
 #include "medseg/io.hpp"
 #include "medseg/metrics.hpp"
@@ -158,6 +160,23 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
   std::int64_t differ = 0;
   for (std::int64_t i = 0; i < written.voxels.numel(); ++i) differ += written.voxels.data()[i] != direct.labels.voxels.data()[i];
   CHECK(differ == 0);
+
+  // Mixed precision from the config: the same run with "amp": true learns as well.
+  if (cpu::bf16_convolutions() != cpu::Bf16Convolutions::none) {
+    const auto amp = run_medseg("train --threads 2 --config " + (root / "train.json").string() +
+                                " --set amp=true --save_dir " + (root / "output_amp").string());
+    INFO(amp.out);
+    REQUIRE(amp.code == 0);
+    const auto amp_val = run_medseg("val --config " + (root / "train.json").string() + " --model_path " +
+                                    (root / "output_amp/best_model").string());
+    INFO(amp_val.out);
+    REQUIRE(amp_val.code == 0);
+    const auto amp_metrics = nlohmann::json::parse(std::ifstream(root / "output_amp/best_model/val_metrics.json"));
+    const double amp_dice = amp_metrics.at("mean").at("mean_dice").get<double>();
+    INFO("mean Dice float32 " << mean_dice << ", amp " << amp_dice);
+    CHECK(amp_dice > 0.6);
+    CHECK(amp_dice != mean_dice);  // bfloat16 convolutions really ran: the run went elsewhere
+  }
 
   // A bad config fails with one clear line naming the file and the key.
   write_json(root / "bad.json", {{"_base_", "train.json"}, {"iterz", 5}});
