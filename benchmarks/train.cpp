@@ -228,6 +228,7 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
       return time_and_memory<B>([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
     }
     net.train(true);
+    net.set_input_gradient(false);  // as PyTorch's, whose input does not require grad (and our Trainer)
     const std::vector<Tensor<std::int64_t, B>> targets{labels, downsample_labels(host_labels, 2).to<B>(),
                                                        downsample_labels(host_labels, 4).to<B>()};
     loss::DeepSupervision ds{loss::dice_ce<B>({.include_background = false, .batch = true}), targets.size()};
@@ -252,6 +253,7 @@ Measurement measure_ours(const ModelCase& c, Mode mode, int warmup, int repeats)
     return time_and_memory<B>([&] { (void)net.forward(x); }, warmup, repeats, rss_before);
   }
   net.train(true);
+  net.set_input_gradient(false);
   loss::Mixed loss{loss::CrossEntropy<B>{}, loss::Dice<B>{}};
   optim::SGD opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4}};
   Tensor<float, B> output;

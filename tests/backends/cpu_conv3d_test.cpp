@@ -70,6 +70,16 @@ std::vector<Case> parity_cases() {
                                            .kernel = {2, 2, 2}, .stride = {2, 2, 2}, .transposed = true}},
       {"transposed_anisotropic", {.in_channels = 4, .out_channels = 4, .input = {3, 4, 4}, .kernel = {1, 2, 2},
                                   .stride = {1, 2, 2}, .transposed = true}},
+      // Few output channels: run with the kernel's W extent folded into the outputs
+      // (conv3d_narrow.hpp), as VNet's last 5^3 convolution to the class scores.
+      {"narrow_k5_8_to_3", {.in_channels = 8, .out_channels = 3, .input = {6, 7, 9}, .kernel = {5, 5, 5},
+                            .padding = {2, 2, 2}}},
+      {"narrow_k3x3x5_to_2_p1", {.in_channels = 4, .out_channels = 2, .input = {5, 6, 7}, .kernel = {3, 3, 5},
+                                 .padding = {1, 1, 1}}},
+      {"narrow_kw4_p2_batch2",
+       {.batch = 2, .in_channels = 3, .out_channels = 4, .input = {4, 5, 9}, .kernel = {2, 1, 4},
+        .stride = {2, 1, 1}, .padding = {0, 1, 2}, .dilation = {1, 2, 1}},
+       false},
   };
 }
 
@@ -112,6 +122,16 @@ TEST_CASE("conv3d forward and both gradients match PyTorch on every configuratio
     CHECK(dx2.to_vector() == dx.to_vector());
     CHECK(dw2.to_vector() == dw.to_vector());
     if (c.bias) CHECK(db2.to_vector() == db.to_vector());
+
+    // So does the variant that takes dy over and allocates dx, with and without dx.
+    auto dw3 = Tensor<float>::full(s.weight_shape(), NAN);
+    auto db3 = Tensor<float>::full(s.bias_shape(), NAN);
+    const auto dx3 = ops::conv3d_backward_owned(s, x, w, dy.clone(), true, dw3, c.bias ? &db3 : nullptr);
+    CHECK(dx3.to_vector() == dx.to_vector());
+    CHECK(dw3.to_vector() == dw.to_vector());
+    if (c.bias) CHECK(db3.to_vector() == db.to_vector());
+    CHECK_FALSE(ops::conv3d_backward_owned(s, x, w, dy, false, dw3, c.bias ? &db3 : nullptr).defined());
+    CHECK(dw3.to_vector() == dw.to_vector());
   }
 }
 
@@ -280,6 +300,50 @@ TEST_CASE("conv3d_backward without an input gradient fills the weight gradients 
   CHECK(db.to_vector() == db_ref.to_vector());
   CHECK_THROWS_WITH(ops::conv3d_backward(s, x, w, dy, nullptr, dw, &dw),
                     Catch::Contains("conv3d_backward") && Catch::Contains("dbias") && Catch::Contains("[16]"));
+}
+
+TEST_CASE("conv3d runs a batch of large samples one sample at a time") {
+  // 8 channels at 64^3 in and out: 16 MiB a sample, the split threshold.
+  const Conv3dShape s{.batch = 2, .in_channels = 8, .out_channels = 8, .input = {64, 64, 64}, .padding = {1, 1, 1}};
+  REQUIRE((s.input_shape().product() + s.output_shape().product()) / 2 * 4 >= cpu::detail::split_sample_bytes);
+  const auto x = random_tensor(s.input_shape(), 21);
+  const auto w = random_tensor(s.weight_shape(), 22);
+  const auto b = random_tensor(s.bias_shape(), 23);
+  auto y = Tensor<float>::full(s.output_shape(), NAN);
+  host_allocator().reset_peak();
+  const auto before = host_allocator().stats();
+  ops::conv3d_forward(s, x, w, &b, y);
+  // oneDNN's blocked copies of source and destination hold one sample: 16 MiB, not 32.
+  if (host_allocator().caching())
+    CHECK(host_allocator().stats().peak_in_use - before.in_use <= (std::size_t{17} << 20));
+  Conv3dShape one = s;
+  one.batch = 1;
+  for (std::int64_t n = 0; n < 2; ++n) {
+    auto yn = Tensor<float>::empty(one.output_shape());
+    ops::conv3d_forward(one, x.slice(0, n, n + 1).contiguous(), w, &b, yn);
+    CHECK(yn.to_vector() == y.slice(0, n, n + 1).contiguous().to_vector());
+  }
+}
+
+TEST_CASE("conv3d_backward_owned holds two activation-sized blocks at most") {
+  // 16 channels in and out at 32^3: 2 MiB per activation, weights of 27 KiB.
+  const Conv3dShape s{.in_channels = 16, .out_channels = 16, .input = {32, 32, 32}, .padding = {1, 1, 1}};
+  const auto x = random_tensor(s.input_shape(), 24);
+  const auto w = random_tensor(s.weight_shape(), 25);
+  auto dw = Tensor<float>::empty(s.weight_shape());
+  auto db = Tensor<float>::empty(s.bias_shape());
+  const std::size_t activation = static_cast<std::size_t>(s.output_shape().product()) * sizeof(float);
+  auto dy = random_tensor(s.output_shape(), 26);
+  (void)ops::conv3d_backward_owned(s, x, w, dy.clone(), true, dw, &db);  // primitives built
+  host_allocator().reset_peak();
+  const auto before = host_allocator().stats();  // dy is counted here
+  const auto dx = ops::conv3d_backward_owned(s, x, w, std::move(dy), true, dw, &db);
+  // dy (handed over) goes once reordered, and dx comes after oneDNN's copy of dy: at most
+  // two activations above what was in use before (which included dy), and a margin for the
+  // scratchpads and weights.
+  if (host_allocator().caching())
+    CHECK(host_allocator().stats().peak_in_use <= before.in_use + activation + (std::size_t{1} << 20));
+  CHECK(dx.shape() == s.input_shape());
 }
 
 TEST_CASE("conv3d follows the thread count") {

@@ -96,6 +96,16 @@ TEST_CASE("Activations pass the finite-difference check") {
   check_gradients(softmax, x);
 }
 
+TEST_CASE("PReLU gradients are right whether it keeps its output (positive slopes) or its input") {
+  for (const float init : {0.25f, -0.2f, 0.0f}) {
+    INFO("slope " << init);
+    PReLU<Cpu> per_channel{{.num_parameters = 3, .init = init}};
+    check_gradients(per_channel, randn({2, 3, 3, 4, 4}, 41));
+    PReLU<Cpu> shared{{.init = init}};
+    check_gradients(shared, randn({2, 3, 3, 4, 4}, 42));
+  }
+}
+
 TEST_CASE("Pooling and Upsample pass the finite-difference check") {
   const auto x = randn({1, 2, 4, 5, 4}, 22);
   MaxPool3d<Cpu> max{{.kernel = {2, 2, 2}}};

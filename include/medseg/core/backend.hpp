@@ -49,6 +49,8 @@ struct Cpu {
   /// Through the caching host allocator (backends/cpu/host_allocator.hpp): blocks are reused
   /// by size class, so steady-state training touches no fresh pages.
   static void* allocate(std::size_t bytes) { return host_allocator().allocate(bytes); }
+  /// Zeroed memory; pages the process never used are left for the OS to zero on first write.
+  static void* allocate_zeroed(std::size_t bytes) { return host_allocator().allocate_zeroed(bytes); }
   static void deallocate(void* p, std::size_t bytes) noexcept { host_allocator().deallocate(p, bytes); }
 
   static void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,

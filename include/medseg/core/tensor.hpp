@@ -37,6 +37,15 @@ template <Backend B>
 class Storage {
  public:
   explicit Storage(std::size_t bytes) : data_(B::allocate(bytes)), bytes_(bytes) {}
+  /// Zero-filled, through B::allocate_zeroed where the backend has one.
+  Storage(std::size_t bytes, std::true_type /*zeroed*/) : data_(nullptr), bytes_(bytes) {
+    if constexpr (requires { B::allocate_zeroed(bytes); }) {
+      data_ = B::allocate_zeroed(bytes);
+    } else {
+      data_ = B::allocate(bytes);
+      B::zero(data_, bytes);
+    }
+  }
   ~Storage() { B::deallocate(data_, bytes_); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -212,9 +221,12 @@ Tensor<T, B> Tensor<T, B>::empty(const Shape& shape) {
 
 template <class T, class B>
 Tensor<T, B> Tensor<T, B>::zeros(const Shape& shape) {
-  Tensor t = empty(shape);
-  B::zero(t.data_, t.nbytes());
-  return t;
+  for (int i = 0; i < shape.rank(); ++i)
+    if (shape[i] < 0) return empty(shape);  // throws empty()'s error
+  auto storage =
+      std::make_shared<detail::Storage<B>>(static_cast<std::size_t>(shape.product()) * sizeof(T), std::true_type{});
+  T* data = static_cast<T*>(storage->data());
+  return Tensor(std::move(storage), data, Layout::contiguous(shape));
 }
 
 template <class T, class B>

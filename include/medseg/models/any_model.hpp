@@ -68,6 +68,15 @@ class AnyModel {
   void train(bool on = true) {
     std::visit([&](auto& m) { m.train(on); }, model_);
   }
+  /// Whether backward computes the gradient of the input (default on), where the held model
+  /// offers the switch (every model but UNet3D); off saves the first layer's data gradient.
+  void set_input_gradient(bool on) {
+    std::visit(
+        [&](auto& m) {
+          if constexpr (requires { m.set_input_gradient(on); }) m.set_input_gradient(on);
+        },
+        model_);
+  }
   void eval() { train(false); }
   bool training() const {
     return std::visit([](const auto& m) { return m.training(); }, model_);

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "../nn.hpp"
 
@@ -36,11 +37,11 @@ class OneOf : public nn::LayerBase<typename First::backend> {
     set_path("");
   }
 
-  Tensor<float, B> forward(const Tensor<float, B>& x) {
-    return std::visit([&](auto& l) { return l.forward(x); }, layer_);
+  Tensor<float, B> forward(Tensor<float, B> x) {
+    return std::visit([&](auto& l) { return l.forward(std::move(x)); }, layer_);
   }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
-    return std::visit([&](auto& l) { return l.backward(dy); }, layer_);
+  Tensor<float, B> backward(Tensor<float, B> dy) {
+    return std::visit([&](auto& l) { return l.backward(std::move(dy)); }, layer_);
   }
   void set_path(const std::string& p) {
     this->path_ = p;
@@ -63,6 +64,12 @@ class OneOf : public nn::LayerBase<typename First::backend> {
     std::visit([&](auto& l) { l.visit_buffers(f); }, layer_);
   }
 
+  /// The held layer if it is an L, else nullptr.
+  template <class L>
+  L* get_if() {
+    return std::get_if<L>(&layer_);
+  }
+
  private:
   std::variant<First, Rest...> layer_;
 };
@@ -79,6 +86,63 @@ NormLayer<B> make_norm(Norm kind, std::int64_t channels);
 /// PReLU with one slope per channel, or ELU(alpha = 1).
 template <class B>
 ActivationLayer<B> make_activation(Activation kind, std::int64_t channels);
+
+/// act(norm(x)): a NormLayer and an ActivationLayer in a row, named `norm_name` and
+/// `act_name` under this layer's path (VNet's "bn1" and "relu1"). BatchNorm followed by PReLU
+/// on the CPU runs fused: one pass computes prelu(x * scale + shift) with BatchNorm's
+/// statistics, and training keeps only the norm's input, recomputing the PReLU's input in
+/// backward, where the layers in a row keep both tensors. Other pairs run as the two layers.
+template <class B>
+class NormActivation : public nn::LayerBase<B> {
+ public:
+  NormActivation(NormLayer<B> norm, ActivationLayer<B> act, std::string norm_name = "bn1", std::string act_name = "relu1")
+      : norm_(std::move(norm)), act_(std::move(act)), norm_name_(std::move(norm_name)), act_name_(std::move(act_name)) {
+    set_path("");
+  }
+
+  Tensor<float, B> forward(const Tensor<float, B>& x);
+  Tensor<float, B> backward(Tensor<float, B> dy);
+
+  void set_path(const std::string& p) {
+    this->path_ = p;
+    norm_.set_path(nn::join_path(p, norm_name_));
+    act_.set_path(nn::join_path(p, act_name_));
+  }
+  void train(bool on = true) {
+    this->training_ = on;
+    norm_.train(on);
+    act_.train(on);
+  }
+  void eval() { train(false); }
+  void release_outputs() {
+    nn::LayerBase<B>::release_outputs();
+    norm_.release_outputs();
+    act_.release_outputs();
+  }
+  template <class F>
+  void visit_parameters(F&& f) {
+    norm_.visit_parameters(f);
+    act_.visit_parameters(f);
+  }
+  template <class F>
+  void visit_buffers(F&& f) {
+    norm_.visit_buffers(f);
+    act_.visit_buffers(f);
+  }
+
+  NormLayer<B>& norm() { return norm_; }
+  ActivationLayer<B>& activation() { return act_; }
+  /// Whether the latest training forward ran fused (and backward will recompute).
+  bool fused() const { return fused_; }
+
+ private:
+  NormLayer<B> norm_;
+  ActivationLayer<B> act_;
+  std::string norm_name_, act_name_;
+  // The fused pair's map and what backward needs; the norm keeps its input and statistics.
+  std::vector<float> scale_, shift_;
+  bool fused_ = false;
+};
 
 /// y = cat(x, x, ..., x) along channels, `times` copies (torch's x.repeat(1, times, 1, 1, 1));
 /// backward sums the copies' gradients. No parameters.
@@ -147,6 +211,48 @@ ActivationLayer<B> make_activation(Activation kind, std::int64_t channels) {
 }
 
 template <class B>
+Tensor<float, B> NormActivation<B>::forward(const Tensor<float, B>& x) {
+  fused_ = false;
+  if constexpr (B::is_host) {
+    auto* bn = norm_.template get_if<nn::BatchNorm3d<B>>();
+    auto* prelu = act_.template get_if<nn::PReLU<B>>();
+    if (bn && prelu && x.defined() && x.rank() == 5 &&
+        (prelu->weight().value.numel() == 1 || prelu->weight().value.numel() == x.size(1))) {
+      auto m = bn->channel_affine_of(x);  // checks x; in training keeps it and the statistics
+      auto y = this->output_buffer(x.shape());
+      ops::prelu_affine_forward(x.contiguous(), m.scale, m.shift, prelu->weight().value, y);
+      if (this->training_) {
+        scale_ = std::move(m.scale);
+        shift_ = std::move(m.shift);
+        fused_ = true;
+      }
+      return y;
+    }
+  }
+  Tensor<float, B> y = act_.forward(norm_.forward(x));
+  norm_.release_outputs();  // consumed (eval mode)
+  return y;
+}
+
+template <class B>
+Tensor<float, B> NormActivation<B>::backward(Tensor<float, B> dy) {
+  if constexpr (B::is_host) {
+    if (fused_) {
+      fused_ = false;
+      auto& bn = *norm_.template get_if<nn::BatchNorm3d<B>>();
+      auto& prelu = *act_.template get_if<nn::PReLU<B>>();
+      const Tensor<float, B>& x = bn.kept_input();
+      this->require_grad_shape("NormActivation", dy, x.shape());
+      auto dn = Tensor<float, B>::empty(x.shape());
+      ops::prelu_affine_backward(x, scale_, shift_, prelu.weight().value, dy.contiguous(), dn, prelu.weight().grad);
+      dy = Tensor<float, B>();  // read: let it go before the norm allocates its gradient
+      return bn.backward(dn);
+    }
+  }
+  return norm_.backward(act_.backward(std::move(dy)));
+}
+
+template <class B>
 ChannelRepeat<B>::ChannelRepeat(std::int64_t times) : times_(times) {
   require(times >= 1, [&] {
     return ErrorInfo{.where = "ChannelRepeat", .field = "times", .expected = ">= 1", .actual = std::to_string(times)};
@@ -191,7 +297,7 @@ Tensor<float, B> TailDropout3d<B>::forward(const Tensor<float, B>& x) {
                      .expected = "> " + std::to_string(keep_), .actual = x.shape().to_string()};
   });
   active_ = this->training_;
-  if (!this->training_) return x;
+  if (!this->training_ || dropout_.options().p == 0.0f) return x;  // nothing dropped: no copy
   auto y = x.contiguous().clone();
   y.slice(1, keep_, x.size(1)).copy_from(dropout_.forward(x.slice(1, keep_, x.size(1)).contiguous()));
   return y;
@@ -201,6 +307,7 @@ template <class B>
 Tensor<float, B> TailDropout3d<B>::backward(const Tensor<float, B>& dy) {
   this->require_forward("TailDropout3d", active_);
   active_ = false;
+  if (dropout_.options().p == 0.0f) return dy;
   auto dx = dy.contiguous().clone();
   dx.slice(1, keep_, dy.size(1)).copy_from(dropout_.backward(dy.slice(1, keep_, dy.size(1)).contiguous()));
   return dx;

@@ -103,6 +103,9 @@ class DynamicUNet : public nn::LayerBase<B> {
 
   const Options& options() const { return o_; }
   std::size_t stages() const { return encoder_.size(); }
+  /// Whether backward computes the gradient of the input (default on). Training does not
+  /// need it: off, backward returns an undefined tensor and the first conv skips that pass.
+  void set_input_gradient(bool on);
 
  private:
   std::vector<Tensor<float, B>> run(const Tensor<float, B>& x, bool all_heads);
@@ -219,15 +222,27 @@ template <class B>
 std::vector<Tensor<float, B>> DynamicUNet<B>::run(const Tensor<float, B>& x, bool all_heads) {
   this->require_input("DynamicUNet", x, 5, o_.in_channels);
   const std::size_t n = encoder_.size();
+  // In eval mode every layer keeps its output buffer for the next call; each is released here
+  // once consumed, so a call holds only the tensors still live (as PyTorch under no_grad).
   std::vector<Tensor<float, B>> skips;
   Tensor<float, B> h = x;
-  for (auto& stem : stem_) h = stem.forward(h);
-  for (auto& stage : encoder_) skips.push_back(h = stage.forward(h));
+  for (auto& stem : stem_) h = stem.forward(std::move(h));
+  for (std::size_t s = 0; s < n; ++s) {
+    skips.push_back(h = encoder_[s].forward(std::move(h)));
+    if (s == 0)
+      for (auto& stem : stem_) stem.release_outputs();
+  }
   std::vector<Tensor<float, B>> heads;  // deepest first; reversed at the end as nnU-Net does
   head_ran_.assign(n - 1, false);
   up_channels_.assign(n - 1, 0);
   for (std::size_t j = 0; j + 1 < n; ++j) {
-    const Tensor<float, B> u = transpconvs_[j].forward(h);
+    Tensor<float, B> u = transpconvs_[j].forward(h);
+    if (j == 0) {
+      skips[n - 1] = Tensor<float, B>();  // the bottleneck's output: read by the first transpconv alone
+      encoder_[n - 1].release_outputs();
+    } else {
+      decoder_[j - 1].release_outputs();  // its output h: read by its head (above) and this transpconv
+    }
     const Tensor<float, B>& skip = skips[n - 2 - j];
     require(u.shape() == skip.shape(), [&] {
       return ErrorInfo{.where = this->where("DynamicUNet"), .field = "decoder stage " + std::to_string(j) + " up-sampled size",
@@ -236,13 +251,18 @@ std::vector<Tensor<float, B>> DynamicUNet<B>::run(const Tensor<float, B>& x, boo
                                  " must be divisible by the product of the strides on each axis"};
     });
     up_channels_[j] = u.size(1);
-    h = decoder_[j].forward(ops::concat_channels(u, skip));
-    transpconvs_[j].release_outputs();  // u is consumed: in eval mode, let its buffer go
+    Tensor<float, B> c = ops::concat_channels(u, skip);
+    u = Tensor<float, B>();
+    transpconvs_[j].release_outputs();
+    skips[n - 2 - j] = Tensor<float, B>();
+    encoder_[n - 2 - j].release_outputs();
+    h = decoder_[j].forward(std::move(c));  // the concatenation goes once the first conv has read it
     if (all_heads || j + 2 == n) {
       heads.push_back(seg_layers_[j].forward(h));
       head_ran_[j] = true;
     }
   }
+  decoder_[n - 2].release_outputs();
   std::reverse(heads.begin(), heads.end());
   return heads;
 }
@@ -270,7 +290,7 @@ Tensor<float, B> DynamicUNet<B>::backward_all(const std::vector<Tensor<float, B>
       else
         gj = from_above;
     }
-    const Tensor<float, B> dc = decoder_[j].backward(gj);
+    const Tensor<float, B> dc = decoder_[j].backward(std::move(gj));
     const std::int64_t up = up_channels_[j], total = dc.size(1);
     skip_grads[n - 2 - j] = ops::channel_range(dc, up, total);
     from_above = transpconvs_[j].backward(ops::channel_range(dc, 0, up));
@@ -280,10 +300,21 @@ Tensor<float, B> DynamicUNet<B>::backward_all(const std::vector<Tensor<float, B>
   Tensor<float, B> gx = from_above;
   for (std::size_t s = n; s-- > 0;) {
     if (s + 1 < n) ops::accumulate(skip_grads[s], gx), gx = skip_grads[s];
-    gx = encoder_[s].backward(gx);
+    gx = encoder_[s].backward(std::move(gx));
   }
-  for (auto& stem : stem_) gx = stem.backward(gx);
+  for (auto& stem : stem_) gx = stem.backward(std::move(gx));
   return gx;
+}
+
+template <class B>
+void DynamicUNet<B>::set_input_gradient(bool on) {
+  // The stem's conv (ResEnc), else the first conv of the first stage (plain encoder).
+  if (!stem_.empty()) {
+    stem_.front()[0].template get<0>().set_input_gradient(on);
+    return;
+  }
+  auto* plain = encoder_.front().template get_if<dynamic_unet::StackedConvs<B>>();
+  if (plain) (*plain)[0].template get<0>().set_input_gradient(on);
 }
 
 template <class B>

@@ -30,9 +30,11 @@ struct VNetOptions {
 };
 
 namespace vnet {
+/// bn1 and relu1, one layer (fused for BatchNorm + PReLU on the CPU: blocks.hpp).
 template <class B>
-using ConvNormAct = nn::Sequential<nn::Named<"conv1", nn::Conv3d<B>>, nn::Named<"bn1", NormLayer<B>>,
-                                   nn::Named<"relu1", ActivationLayer<B>>>;
+using NormAct = nn::Named<"", NormActivation<B>>;
+template <class B>
+using ConvNormAct = nn::Sequential<nn::Named<"conv1", nn::Conv3d<B>>, NormAct<B>>;
 /// MedicalSeg's _make_nconv: n x (Conv 5^3 + norm + activation), named ops.0, ops.1, ...
 template <class B>
 using Stage = nn::Repeated<ConvNormAct<B>>;
@@ -48,16 +50,15 @@ using InputTransition =
 /// down_trN: down = relu1(bn1(down_conv(x))); relu2(ops(dropout(down)) + down).
 template <class B>
 using DownTransition = nn::Sequential<
-    nn::Named<"", nn::Sequential<nn::Named<"down_conv", nn::Conv3d<B>>, nn::Named<"bn1", NormLayer<B>>,
-                                 nn::Named<"relu1", ActivationLayer<B>>>>,
+    nn::Named<"", nn::Sequential<nn::Named<"down_conv", nn::Conv3d<B>>, NormAct<B>>>,
     nn::Named<"", nn::Residual<nn::Named<"", nn::Sequential<nn::Named<"dropout", nn::Dropout3d<B>>,
                                                            nn::Named<"ops", Stage<B>>>>>>,
     nn::Named<"relu2", ActivationLayer<B>>>;
 
 /// up_trN before the concat: relu1(bn1(up_conv(dropout1(x)))).
 template <class B>
-using UpSampling = nn::Sequential<nn::Named<"dropout1", nn::Dropout3d<B>>, nn::Named<"up_conv", nn::ConvTranspose3d<B>>,
-                                  nn::Named<"bn1", NormLayer<B>>, nn::Named<"relu1", ActivationLayer<B>>>;
+using UpSampling =
+    nn::Sequential<nn::Named<"dropout1", nn::Dropout3d<B>>, nn::Named<"up_conv", nn::ConvTranspose3d<B>>, NormAct<B>>;
 /// up_trN after the concat: xcat with its skip half dropped (dropout2), relu2(ops(xcat) + xcat).
 template <class B>
 using UpStage = nn::Sequential<nn::Named<"dropout2", TailDropout3d<B>>, nn::Named<"", nn::Residual<nn::Named<"ops", Stage<B>>>>,
@@ -65,8 +66,7 @@ using UpStage = nn::Sequential<nn::Named<"dropout2", TailDropout3d<B>>, nn::Name
 
 /// out_tr: conv2(relu1(bn1(conv1(x)))), the last a 1x1x1 conv to class scores.
 template <class B>
-using OutputTransition = nn::Sequential<nn::Named<"conv1", nn::Conv3d<B>>, nn::Named<"bn1", NormLayer<B>>,
-                                        nn::Named<"relu1", ActivationLayer<B>>, nn::Named<"conv2", nn::Conv3d<B>>>;
+using OutputTransition = nn::Sequential<nn::Named<"conv1", nn::Conv3d<B>>, NormAct<B>, nn::Named<"conv2", nn::Conv3d<B>>>;
 
 /// One resolution level: the skip is the input itself, down_trN goes down, Inner is the next
 /// level, up_trN comes back up and merges (upsampled first, as torch.cat((out, skipx), 1)).
@@ -97,6 +97,12 @@ Graph<B, Tap> build(const VNetOptions& o);
 
 /// The product of the down strides per axis: D, H, W of an input must be multiples of it.
 Dhw size_divisor(const VNetOptions& o);
+
+/// in_tr.conv1 of a Graph, the layer that reads the input.
+template <class G>
+auto& first_conv(G& graph) {
+  return graph.template get<0>().template get<0>().body().template get<0>();
+}
 }  // namespace vnet
 
 /// x [N, in_channels, D, H, W] -> class scores [N, num_classes, D, H, W]. D, H, W must be
@@ -110,6 +116,9 @@ class VNet : public vnet::Graph<B> {
   using Options = VNetOptions;
   explicit VNet(const Options& o = {}) : vnet::Graph<B>(vnet::build<B>(o)), o_(o) {}
   const Options& options() const { return o_; }
+  /// Whether backward computes the gradient of the input (default on). Training does not
+  /// need it: off, backward returns an undefined tensor and in_tr.conv1 skips that pass.
+  void set_input_gradient(bool on) { vnet::first_conv(*this).set_input_gradient(on); }
 
  private:
   Options o_;
@@ -121,9 +130,14 @@ class VNet : public vnet::Graph<B> {
 namespace vnet {
 
 template <class B>
+NormActivation<B> norm_act(const VNetOptions& o, std::int64_t c) {
+  return NormActivation<B>{make_norm<B>(o.norm, c), make_activation<B>(o.activation, c)};
+}
+
+template <class B>
 ConvNormAct<B> lu_conv(const VNetOptions& o, std::int64_t c) {
   return {nn::Conv3d<B>{{.in_channels = c, .out_channels = c, .kernel = {5, 5, 5}, .padding = {2, 2, 2}}},
-          make_norm<B>(o.norm, c), make_activation<B>(o.activation, c)};
+          norm_act<B>(o, c)};
 }
 
 template <class B>
@@ -134,11 +148,10 @@ Stage<B> stage(const VNetOptions& o, std::int64_t c, std::size_t n) {
 template <class B>
 DownTransition<B> down(const VNetOptions& o, int level, std::int64_t in, std::size_t convs, bool dropout) {
   const std::int64_t out = 2 * in;
-  using Head = nn::Sequential<nn::Named<"down_conv", nn::Conv3d<B>>, nn::Named<"bn1", NormLayer<B>>,
-                              nn::Named<"relu1", ActivationLayer<B>>>;
+  using Head = nn::Sequential<nn::Named<"down_conv", nn::Conv3d<B>>, NormAct<B>>;
   using Body = nn::Sequential<nn::Named<"dropout", nn::Dropout3d<B>>, nn::Named<"ops", Stage<B>>>;
   Head head{nn::Conv3d<B>{{.in_channels = in, .out_channels = out, .kernel = o.down_kernel[level], .stride = o.down_stride[level]}},
-            make_norm<B>(o.norm, out), make_activation<B>(o.activation, out)};
+            norm_act<B>(o, out)};
   Body body{nn::Dropout3d<B>{{.p = dropout ? o.dropout : 0.0f, .seed = o.seed}}, stage<B>(o, out, convs)};
   return {std::move(head), nn::Residual{nn::Named<"", Body>{std::move(body)}}, make_activation<B>(o.activation, out)};
 }
@@ -148,7 +161,7 @@ UpSampling<B> up(const VNetOptions& o, int level, std::int64_t in, std::int64_t 
   return {nn::Dropout3d<B>{{.p = dropout ? o.dropout : 0.0f, .seed = o.seed}},
           nn::ConvTranspose3d<B>{{.in_channels = in, .out_channels = out / 2, .kernel = o.down_kernel[level],
                                   .stride = o.down_stride[level]}},
-          make_norm<B>(o.norm, out / 2), make_activation<B>(o.activation, out / 2)};
+          norm_act<B>(o, out / 2)};
 }
 
 template <class B>
@@ -199,8 +212,7 @@ Graph<B, Tap> build(const VNetOptions& o) {
   auto l32 = level<B, "down_tr32", "up_tr32">(o, 0, w, 1, 4 * w, 2 * w, 1, false, Tap<decltype(l64)>(std::move(l64)));
   OutputTransition<B> out_tr{
       nn::Conv3d<B>{{.in_channels = 2 * w, .out_channels = o.num_classes, .kernel = {5, 5, 5}, .padding = {2, 2, 2}}},
-      make_norm<B>(o.norm, o.num_classes), make_activation<B>(o.activation, o.num_classes),
-      nn::Conv3d<B>{{.in_channels = o.num_classes, .out_channels = o.num_classes, .kernel = {1, 1, 1}}}};
+      norm_act<B>(o, o.num_classes), nn::Conv3d<B>{{.in_channels = o.num_classes, .out_channels = o.num_classes, .kernel = {1, 1, 1}}}};
   return {std::move(in_tr), std::move(l32), std::move(out_tr)};
 }
 

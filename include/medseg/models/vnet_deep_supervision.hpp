@@ -94,6 +94,8 @@ class VNetDeepSup : public nn::LayerBase<B> {
   }
 
   const Options& options() const { return o_; }
+  /// Whether backward computes the gradient of the input (default on), as VNet's.
+  void set_input_gradient(bool on) { vnet::first_conv(graph_).set_input_gradient(on); }
 
  private:
   using Graph = vnet::Graph<B, vnet::Tapped>;

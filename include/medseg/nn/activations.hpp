@@ -135,16 +135,39 @@ class PReLU : public LayerBase<B> {
     const Tensor<float, B> xc = x.contiguous();
     auto y = this->output_buffer(x.shape());
     ops::prelu_forward(xc, weight_.value, y);
-    if (this->training_) x_ = xc;
+    if (this->training_) {
+      // With positive slopes the output determines the gradient, and the next layer (a conv)
+      // usually keeps the output anyway, while the input (a sum or a norm's output) is
+      // otherwise dead: keeping y lets x go.
+      kept_output_ = slopes_positive();
+      x_ = kept_output_ ? y : xc;
+    }
     return y;
   }
   Tensor<float, B> backward(const Tensor<float, B>& dy) {
     this->require_forward("PReLU", x_.defined());
     this->require_grad_shape("PReLU", dy, x_.shape());
     auto dx = Tensor<float, B>::empty(x_.shape());
+    if constexpr (B::is_host) {
+      if (kept_output_) {
+        ops::prelu_backward_from_output(x_, weight_.value, dy.contiguous(), dx, weight_.grad);
+        x_ = Tensor<float, B>();
+        return dx;
+      }
+    }
     ops::prelu_backward(x_, weight_.value, dy.contiguous(), dx, weight_.grad);
     x_ = Tensor<float, B>();
     return dx;
+  }
+  /// Whether every slope is > 0 (read on the host; a device backend always keeps the input).
+  bool slopes_positive() const {
+    if constexpr (B::is_host) {
+      const float* a = weight_.value.data();
+      for (std::int64_t i = 0; i < weight_.value.numel(); ++i)
+        if (!(a[i] > 0.0f)) return false;
+      return true;
+    }
+    return false;
   }
 
   void set_path(const std::string& p) {
@@ -162,7 +185,8 @@ class PReLU : public LayerBase<B> {
  private:
   Options o_;
   Parameter<B> weight_;
-  Tensor<float, B> x_;
+  Tensor<float, B> x_;  // the input, or the output when kept_output_
+  bool kept_output_ = false;
 };
 
 }  // namespace medseg::nn

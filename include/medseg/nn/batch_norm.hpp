@@ -5,8 +5,10 @@
 // and the ops update the running averages there, so BatchNorm3d<Cuda> never waits for the host.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
@@ -31,6 +33,21 @@ class BatchNorm3d : public LayerBase<B> {
 
   Tensor<float, B> forward(const Tensor<float, B>& x);
   Tensor<float, B> backward(const Tensor<float, B>& dy);
+
+  /// The per-channel map y = x * scale[c] + shift[c] that forward(x) applies, with all of
+  /// forward's bookkeeping (batch statistics and running averages in training, and what
+  /// backward needs) but without writing y: for a caller that fuses the map into the next
+  /// point-wise op (models::NormActivation). backward then takes dL/dy as usual. CPU only.
+  struct ChannelAffine {
+    std::vector<float> scale, shift;
+  };
+  ChannelAffine channel_affine_of(const Tensor<float, B>& x)
+    requires B::is_host;
+  /// The input the latest training forward kept for backward (undefined if none).
+  const Tensor<float, B>& kept_input() const {
+    this->require_forward("BatchNorm3d", x_.defined());
+    return x_;
+  }
 
   void set_path(const std::string& p) {
     this->path_ = p;
@@ -110,6 +127,51 @@ Tensor<float, B> BatchNorm3d<B>::forward(const Tensor<float, B>& x) {
     stats_ = std::move(stats);
   }
   return y;
+}
+
+template <class B>
+typename BatchNorm3d<B>::ChannelAffine BatchNorm3d<B>::channel_affine_of(const Tensor<float, B>& x)
+  requires B::is_host
+{
+  this->require_input("BatchNorm3d", x, 5, o_.num_features);
+  const Tensor<float, B> xc = x.contiguous();
+  const std::int64_t n = x.size(0), c = x.size(1), s = x.numel() / std::max<std::int64_t>(n * c, 1);
+  const float* gamma = o_.affine ? weight_.value.data() : nullptr;
+  const float* beta = o_.affine ? bias_.value.data() : nullptr;
+  ChannelAffine m{std::vector<float>(static_cast<std::size_t>(c)), std::vector<float>(static_cast<std::size_t>(c))};
+  if (!(this->training_ || !o_.track_running_stats)) {
+    // normalize_with_running_stats's scale and shift.
+    const float* rm = running_mean_.value.data();
+    const float* rv = running_var_.value.data();
+    for (std::int64_t k = 0; k < c; ++k) {
+      const double a = (gamma ? gamma[k] : 1.0f) / std::sqrt(static_cast<double>(rv[k]) + o_.eps);
+      m.scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
+      m.shift[static_cast<std::size_t>(k)] = static_cast<float>((beta ? beta[k] : 0.0f) - rm[k] * a);
+    }
+    return m;
+  }
+  require(n * s > 1, [&] {
+    return ErrorInfo{.where = this->where("BatchNorm3d"), .field = "input", .expected = "more than one value per channel in training",
+                     .actual = x.shape().to_string()};
+  });
+  sets_ = ops::NormSets::batch(n, c, s);
+  auto stats = ops::normalize_forward(sets_, xc, Tensor<float, B>(), gamma, beta, o_.eps);  // statistics only
+  // normalize_forward's own scale and shift (one channel per set): the fused op is bit for bit.
+  for (std::int64_t k = 0; k < c; ++k) {
+    const auto i = static_cast<std::size_t>(k);
+    m.scale[i] = stats.rstd[i] * (gamma ? gamma[k] : 1.0f);
+    m.shift[i] = (beta ? beta[k] : 0.0f) - stats.mean[i] * m.scale[i];
+  }
+  if (this->training_ && o_.track_running_stats) {
+    const double count = static_cast<double>(n * s);
+    ops::update_running_stats(stats, o_.momentum, count / (count - 1.0), running_mean_.value, running_var_.value,
+                              &batches_.value);
+  }
+  if (this->training_) {
+    x_ = xc;
+    stats_ = std::move(stats);
+  }
+  return m;
 }
 
 template <class B>

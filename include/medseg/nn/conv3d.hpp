@@ -51,22 +51,36 @@ class ConvolutionLayer : public LayerBase<B> {
     return y;
   }
 
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+  /// dy by value: a caller that moves it in lets it go as soon as the op has its own copy.
+  Tensor<float, B> backward(Tensor<float, B> dy) {
     this->require_forward(kind(), x_.defined());
     this->require_grad_shape(kind(), dy, last_.output_shape());
-    const Tensor<float, B> g = dy.contiguous();
-    auto dx = Tensor<float, B>::empty(last_.input_shape());
+    Tensor<float, B> g = dy.contiguous();
+    dy = Tensor<float, B>();
     // The op overwrites its outputs; parameters accumulate, so go through scratch tensors.
     auto dw = Tensor<float, B>::empty(weight_.value.shape());
     Tensor<float, B> db;
     if (has_bias_) db = Tensor<float, B>::empty(bias_.value.shape());
     // Both gradients in one call: dy is brought into oneDNN's layout once for both.
-    ops::conv3d_backward(last_, x_, weight_.value, g, &dx, dw, has_bias_ ? &db : nullptr);
+    Tensor<float, B> dx;
+    if constexpr (B::is_host) {
+      dx = ops::conv3d_backward_owned(last_, x_, weight_.value, std::move(g), input_gradient_, dw,
+                                      has_bias_ ? &db : nullptr);
+    } else {
+      if (input_gradient_) dx = Tensor<float, B>::empty(last_.input_shape());
+      ops::conv3d_backward(last_, x_, weight_.value, g, input_gradient_ ? &dx : nullptr, dw, has_bias_ ? &db : nullptr);
+    }
+    x_ = Tensor<float, B>();
     ops::accumulate(weight_.grad, dw);
     if (has_bias_) ops::accumulate(bias_.grad, db);
-    x_ = Tensor<float, B>();
     return dx;
   }
+
+  /// Whether backward computes dL/dx (the default). A network's first layer, whose input is
+  /// the data, can skip it: backward then returns an undefined tensor and only accumulates
+  /// the parameter gradients. Models offer this as set_input_gradient(false).
+  void set_input_gradient(bool on) { input_gradient_ = on; }
+  bool input_gradient() const { return input_gradient_; }
 
   void set_path(const std::string& p) {
     this->path_ = p;
@@ -112,6 +126,7 @@ class ConvolutionLayer : public LayerBase<B> {
 
   Conv3dShape shape_;
   bool has_bias_ = true;
+  bool input_gradient_ = true;
   Parameter<B> weight_, bias_;
   Tensor<float, B> x_;
   Conv3dShape last_;

@@ -72,6 +72,7 @@ class DropoutLayer : public LayerBase<B> {
     return dx;
   }
 
+  const Options& options() const { return o_; }
   /// Forward calls so far in training mode; the next mask is drawn for this step. Set it to
   /// replay a mask (gradient checks) or to resume a run.
   std::uint64_t step() const { return step_; }

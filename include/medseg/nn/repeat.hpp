@@ -20,17 +20,18 @@ class Repeated : public LayerBase<typename L::backend> {
 
   explicit Repeated(std::vector<L> layers) : layers_(std::move(layers)) { set_path(""); }
 
-  Tensor<float, B> forward(const Tensor<float, B>& x) {
-    Tensor<float, B> y = x;
+  /// x by value, as Sequential's: a moved-in input is freed once the first layer has read it.
+  Tensor<float, B> forward(Tensor<float, B> x) {
+    Tensor<float, B> y = std::move(x);
     for (std::size_t i = 0; i < layers_.size(); ++i) {
-      y = layers_[i].forward(y);
+      y = layers_[i].forward(std::move(y));
       if (i > 0) release_child_outputs(layers_[i - 1]);  // consumed: see Sequential
     }
     return y;
   }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
-    Tensor<float, B> g = dy;
-    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = it->backward(g);
+  Tensor<float, B> backward(Tensor<float, B> dy) {
+    Tensor<float, B> g = std::move(dy);
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = it->backward(std::move(g));
     return g;
   }
 

@@ -55,6 +55,13 @@ class Residual : public LayerBase<typename Body::backend> {
     this->require_grad_shape("Residual", dy, out_shape_);
     const Tensor<float, B> g = dy.contiguous();
     Tensor<float, B> dx = body_.backward(g);
+    if (!dx.defined()) {
+      // The body computes no input gradient (it starts with a network's first layer, see
+      // Conv3d::set_input_gradient): neither does the residual; the projection still
+      // accumulates its parameters' gradients.
+      (void)projection_.backward(g);
+      return dx;
+    }
     // A gradient nobody else holds takes the sum in place; the body may instead have passed
     // dy itself through (an identity) or a view of a larger tensor.
     if (dx.use_count() > 1 || !dx.is_contiguous() || dx.data() == g.data()) dx = dx.clone();

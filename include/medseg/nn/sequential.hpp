@@ -28,11 +28,14 @@ class Sequential : public LayerBase<typename First::backend> {
 
   Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) { set_path(""); }
 
-  Tensor<float, B> forward(const Tensor<float, B>& x) {
-    return forward_all(x, std::make_index_sequence<size>{});
+  /// x by value: a caller that moves its tensor in lets it go once the first child is done
+  /// with it (in eval mode, a temporary such as a skip concatenation is freed there).
+  Tensor<float, B> forward(Tensor<float, B> x) {
+    return forward_all(std::move(x), std::make_index_sequence<size>{});
   }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
-    return backward_all(dy, std::make_index_sequence<size>{});
+  /// dy by value too: each gradient is moved into the child that consumes it.
+  Tensor<float, B> backward(Tensor<float, B> dy) {
+    return backward_all(std::move(dy), std::make_index_sequence<size>{});
   }
 
   void set_path(const std::string& p) {
@@ -70,9 +73,9 @@ class Sequential : public LayerBase<typename First::backend> {
   // the child that produced it lets go of its buffer too. A recursive chain of calls would
   // keep every intermediate alive until the last child returned.
   template <std::size_t... I>
-  Tensor<float, B> forward_all(const Tensor<float, B>& x, std::index_sequence<I...>) {
-    Tensor<float, B> h = x;
-    ((h = std::get<I>(layers_).forward(h), release_before<I>()), ...);
+  Tensor<float, B> forward_all(Tensor<float, B> h, std::index_sequence<I...>) {
+    // Moved into children that take their input by value (compositions), so they can drop it.
+    ((h = std::get<I>(layers_).forward(std::move(h)), release_before<I>()), ...);
     return h;
   }
   template <std::size_t I>
@@ -80,9 +83,8 @@ class Sequential : public LayerBase<typename First::backend> {
     if constexpr (I > 0) release_child_outputs(std::get<I - 1>(layers_));
   }
   template <std::size_t... I>
-  Tensor<float, B> backward_all(const Tensor<float, B>& dy, std::index_sequence<I...>) {
-    Tensor<float, B> g = dy;
-    ((g = std::get<size - 1 - I>(layers_).backward(g)), ...);
+  Tensor<float, B> backward_all(Tensor<float, B> g, std::index_sequence<I...>) {
+    ((g = std::get<size - 1 - I>(layers_).backward(std::move(g))), ...);
     return g;
   }
   template <class F>

@@ -34,9 +34,9 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
   Tensor<float, B> forward(const Tensor<float, B>& x) {
     const Tensor<float, B> e = encoder_.forward(x);
     Tensor<float, B> u = down_.forward(e);
-    u = inner_.forward(u);
+    u = inner_.forward(std::move(u));
     release_child_outputs(down_);  // each consumed: see Sequential
-    u = up_.forward(u);
+    u = up_.forward(std::move(u));
     release_child_outputs(inner_);
     bool ok = u.rank() == e.rank() && u.size(0) == e.size(0);
     for (int i = 2; ok && i < e.rank(); ++i) ok = u.size(i) == e.size(i);
@@ -48,20 +48,20 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
     });
     skip_channels_ = e.size(1);
     up_channels_ = u.size(1);
-    const auto c = order_ == SkipOrder::skip_first ? ops::concat_channels(e, u) : ops::concat_channels(u, e);
+    auto c = order_ == SkipOrder::skip_first ? ops::concat_channels(e, u) : ops::concat_channels(u, e);
     u = Tensor<float, B>();
     release_child_outputs(up_);
-    return decoder_.forward(c);
+    return decoder_.forward(std::move(c));  // a decoder that takes it by value frees it when read
   }
 
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
-    const Tensor<float, B> dc = decoder_.backward(dy);
+  Tensor<float, B> backward(Tensor<float, B> dy) {
+    const Tensor<float, B> dc = decoder_.backward(std::move(dy));
     const std::int64_t total = skip_channels_ + up_channels_;
     const bool skip_first = order_ == SkipOrder::skip_first;
     const auto de = skip_first ? ops::channel_range(dc, 0, skip_channels_) : ops::channel_range(dc, up_channels_, total);
     const auto du = skip_first ? ops::channel_range(dc, skip_channels_, total) : ops::channel_range(dc, 0, up_channels_);
     ops::accumulate(de, down_.backward(inner_.backward(up_.backward(du))).contiguous());
-    return encoder_.backward(de);
+    return encoder_.backward(de);  // de is a view of dc: a copy is made where a layer needs one
   }
 
   void set_path(const std::string& p) {

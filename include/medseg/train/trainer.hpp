@@ -57,7 +57,8 @@ struct TrainerOptions {
 /// Trains `Model` (the nn::Layer interface; forward_all/backward_all when it has deep
 /// supervision heads) with `Loss` (loss::Loss), `Optimizer` (step, zero_grad, lr, parameters,
 /// save_state/load_state) and `Scheduler` (step, save_state/load_state). The trainer holds
-/// references: the objects must outlive it.
+/// references: the objects must outlive it. A model with set_input_gradient is switched to
+/// skip the gradient of its input (nothing reads it); switch it back to read one later.
 ///
 ///   train::Trainer trainer{net, loss, opt, sched, {.iters = 15000, .eval_every = 500, .save_dir = "out/vnet"}};
 ///   trainer.fit(loader, [&](auto& m) { return my_validation(m); });
@@ -179,6 +180,8 @@ Trainer<Model, Loss, Optimizer, Scheduler>::Trainer(Model& model, Loss& loss, Op
                                                     Scheduler& scheduler, TrainerOptions options)
     : model_(model), loss_(loss), optimizer_(optimizer), scheduler_(scheduler), options_(std::move(options)),
       report_(options_.save_dir, options_.progress, options_.tty) {
+  // Training never reads the gradient of the images: the first layer skips computing it.
+  if constexpr (requires { model.set_input_gradient(false); }) model_.set_input_gradient(false);
   auto positive = [](const char* field, std::int64_t v, std::int64_t min) {
     require(v >= min, [&] {
       return ErrorInfo{.where = "train::Trainer", .field = field, .expected = ">= " + std::to_string(min),

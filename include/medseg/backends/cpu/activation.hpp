@@ -30,6 +30,24 @@ void prelu_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope,
 void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& dy,
                     const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope);
 
+/// y = prelu(x * scale[c] + shift[c]): a per-channel affine map (BatchNorm's, as its
+/// channel_affine_of gives it) and PReLU in one pass, bit for bit the two ops in a row.
+/// scale and shift have an entry per channel of x [N, C, ...].
+void prelu_affine_forward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
+                          const std::vector<float>& shift, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y);
+
+/// prelu_backward at the input x * scale[c] + shift[c], recomputed from x rather than stored:
+/// the backward of prelu_affine_forward with respect to the affine map's output.
+void prelu_affine_backward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
+                           const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+                           const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope);
+
+/// prelu_backward from the forward's output y instead of its input, for slopes that are all
+/// positive: then y > 0 exactly where x > 0, and x = y / slope below zero.
+void prelu_backward_from_output(const Tensor<float, Cpu>& y, const Tensor<float, Cpu>& slope,
+                                const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
+                                const Tensor<float, Cpu>& dslope);
+
 /// Softmax over axis 1 of [N, C, ...]: y[n,c,v] = exp(x[n,c,v]) / sum_k exp(x[n,k,v]).
 void softmax_channels_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y);
 /// dx = y * (dy - sum_c dy * y), from the forward output y.
@@ -159,11 +177,15 @@ inline void activation_backward(Activation f, float alpha, const Tensor<float, C
   }
 }
 
-inline void prelu_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y) {
-  detail::require_same_shape("ops::prelu_forward", x, y);
-  const auto g = detail::channel_geometry(x);
+namespace detail {
+/// PReLU forward over rows of [N, C, S] at the input in(c, x) (x itself, or an affine map of it).
+template <class In>
+void prelu_forward_rows(const char* op, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope,
+                        const Tensor<float, Cpu>& y, In in) {
+  require_same_shape(op, x, y);
+  const auto g = channel_geometry(x);
   require(slope.numel() == 1 || slope.numel() == g.channels, [&] {
-    return ErrorInfo{.where = "ops::prelu_forward", .field = "slope",
+    return ErrorInfo{.where = op, .field = "slope",
                      .expected = "1 or " + std::to_string(g.channels) + " entries for input " + x.shape().to_string(),
                      .actual = std::to_string(slope.numel())};
   });
@@ -174,19 +196,28 @@ inline void prelu_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>&
   parallel_for(0, g.outer * g.channels, std::max<std::int64_t>(1, elementwise_grain / std::max<std::int64_t>(g.inner, 1)),
                [&](std::int64_t b, std::int64_t e) {
                  for (std::int64_t row = b; row < e; ++row) {
-                   const float s = a[shared ? 0 : row % g.channels];
+                   const std::int64_t c = row % g.channels;
+                   const float s = a[shared ? 0 : c];
+                   const auto f = in.at(c);
                    const float* xr = px + row * g.inner;
                    float* yr = py + row * g.inner;
-                   for (std::int64_t i = 0; i < g.inner; ++i) yr[i] = std::max(xr[i], 0.0f) + s * std::min(xr[i], 0.0f);
+                   for (std::int64_t i = 0; i < g.inner; ++i) {
+                     const float v = f(xr[i]);
+                     yr[i] = std::max(v, 0.0f) + s * std::min(v, 0.0f);
+                   }
                  }
                });
 }
 
-inline void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& dy,
-                           const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope) {
-  detail::require_same_shape("ops::prelu_backward", x, dy);
-  detail::require_same_shape("ops::prelu_backward", x, dx);
-  const auto g = detail::channel_geometry(x);
+/// PReLU backward over rows at the input in(c, x); with `from_output`, x is the forward's
+/// output and the slopes are positive: the sign is y's and the input below zero is y / a.
+template <class In>
+void prelu_backward_rows(const char* op, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope,
+                         const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope,
+                         In in, bool from_output) {
+  require_same_shape(op, x, dy);
+  require_same_shape(op, x, dx);
+  const auto g = channel_geometry(x);
   const float* px = x.data();
   const float* pdy = dy.data();
   const float* a = slope.data();
@@ -197,21 +228,80 @@ inline void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>
   parallel_for(0, g.outer * g.channels, std::max<std::int64_t>(1, elementwise_grain / std::max<std::int64_t>(g.inner, 1)),
                [&](std::int64_t b, std::int64_t e) {
                  for (std::int64_t row = b; row < e; ++row) {
-                   const float s = a[shared ? 0 : row % g.channels];
+                   const std::int64_t c = row % g.channels;
+                   const float s = a[shared ? 0 : c];
+                   const auto f = in.at(c);
                    const float* xr = px + row * g.inner;
                    const float* dyr = pdy + row * g.inner;
                    float* dxr = pdx + row * g.inner;
                    for (std::int64_t i = 0; i < g.inner; ++i) {
-                     const auto pos = static_cast<float>(xr[i] > 0.0f);
+                     const auto pos = static_cast<float>(f(xr[i]) > 0.0f);
                      dxr[i] = dyr[i] * (pos + (1.0f - pos) * s);
                    }
-                   partial[static_cast<std::size_t>(row)] =
-                       detail::lane_sum(g.inner, [&](std::int64_t i) { return dyr[i] * std::min(xr[i], 0.0f); });
+                   const double sum = detail::lane_sum(g.inner, [&](std::int64_t i) { return dyr[i] * std::min(f(xr[i]), 0.0f); });
+                   partial[static_cast<std::size_t>(row)] = from_output ? sum / static_cast<double>(s) : sum;
                  }
                });
   float* ds = dslope.data();
   for (std::int64_t row = 0; row < g.outer * g.channels; ++row)
     ds[shared ? 0 : row % g.channels] += static_cast<float>(partial[static_cast<std::size_t>(row)]);
+}
+
+/// The input as it is.
+struct PlainInput {
+  auto at(std::int64_t) const {
+    return [](float v) { return v; };
+  }
+};
+/// v * scale[c] + shift[c], as channel_affine and normalize_forward compute it.
+struct AffineInput {
+  const std::vector<float>& scale;
+  const std::vector<float>& shift;
+  auto at(std::int64_t c) const {
+    const float a = scale[static_cast<std::size_t>(c)], t = shift[static_cast<std::size_t>(c)];
+    return [a, t](float v) { return v * a + t; };
+  }
+};
+
+inline void require_affine(const char* op, const Tensor<float, Cpu>& x, const std::vector<float>& scale,
+                           const std::vector<float>& shift) {
+  const auto c = static_cast<std::size_t>(channel_geometry(x).channels);
+  require(scale.size() == c && shift.size() == c, [&] {
+    return ErrorInfo{.where = op, .field = "scale/shift", .expected = std::to_string(c) + " entries each",
+                     .actual = std::to_string(scale.size()) + " and " + std::to_string(shift.size())};
+  });
+}
+}  // namespace detail
+
+inline void prelu_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y) {
+  detail::prelu_forward_rows("ops::prelu_forward", x, slope, y, detail::PlainInput{});
+}
+
+inline void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& dy,
+                           const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope) {
+  detail::prelu_backward_rows("ops::prelu_backward", x, slope, dy, dx, dslope, detail::PlainInput{}, false);
+}
+
+inline void prelu_affine_forward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
+                                 const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+                                 const Tensor<float, Cpu>& y) {
+  detail::require_affine("ops::prelu_affine_forward", x, scale, shift);
+  detail::prelu_forward_rows("ops::prelu_affine_forward", x, slope, y, detail::AffineInput{scale, shift});
+}
+
+inline void prelu_affine_backward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
+                                  const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+                                  const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
+                                  const Tensor<float, Cpu>& dslope) {
+  detail::require_affine("ops::prelu_affine_backward", x, scale, shift);
+  detail::prelu_backward_rows("ops::prelu_affine_backward", x, slope, dy, dx, dslope,
+                              detail::AffineInput{scale, shift}, false);
+}
+
+inline void prelu_backward_from_output(const Tensor<float, Cpu>& y, const Tensor<float, Cpu>& slope,
+                                       const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
+                                       const Tensor<float, Cpu>& dslope) {
+  detail::prelu_backward_rows("ops::prelu_backward_from_output", y, slope, dy, dx, dslope, detail::PlainInput{}, true);
 }
 
 inline void softmax_channels_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y) {

@@ -52,10 +52,30 @@ void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& x, cons
                      const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>* dx, const Tensor<float, Cpu>& dw,
                      const Tensor<float, Cpu>* dbias);
 
+/// conv3d_backward for a caller that hands dy over and lets the op allocate dx, for the
+/// least memory at once: oneDNN's blocked copy of dy replaces dy (released here, so freed
+/// when the caller kept no other handle), the weight gradients come first, and dx is
+/// allocated only once the copy is gone; at most two activation-sized blocks are live
+/// (five with conv3d_backward: dy, its copy, oneDNN's dx, dx and a caller's). Returns dx, or
+/// an undefined tensor when !input_gradient. Same results as conv3d_backward.
+Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+                                         const Tensor<float, Cpu>& w, Tensor<float, Cpu> dy, bool input_gradient,
+                                         const Tensor<float, Cpu>& dw, const Tensor<float, Cpu>* dbias);
+
 /// Number of distinct problems (shape and thread count) whose primitives are cached.
 std::size_t conv3d_cached_problems();
 
 }  // namespace medseg::ops
+
+namespace medseg::cpu::detail {
+// Few output channels: the ops run a folded problem instead (conv3d_narrow.hpp).
+inline bool narrow_applies(const Conv3dShape& s, const Conv3dEpilogue& epilogue);
+inline void narrow_forward(const Conv3dShape& s, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
+                           const Tensor<float, Cpu>* bias, const Tensor<float, Cpu>& y);
+inline void narrow_backward(const Conv3dShape& s, const Tensor<float, Cpu>* x, const Tensor<float, Cpu>* w,
+                            const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>* dx, const Tensor<float, Cpu>* dw,
+                            const Tensor<float, Cpu>* dbias);
+}  // namespace medseg::cpu::detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -385,6 +405,10 @@ inline std::string with_precision(const std::string& where) {
   return autocast_bf16() ? where + " under bfloat16 autocast" : where;
 }
 
+/// Forward passes whose source and destination together exceed this per sample run a sample
+/// at a time (conv3d_forward), so oneDNN's reordered copies cover one sample.
+inline constexpr std::int64_t split_sample_bytes = std::int64_t{16} << 20;
+
 /// The scratchpad a primitive asked for, from the host cache, bound to `args`.
 inline HostScratch bind_scratchpad(const memory::desc& d, std::unordered_map<int, memory>& args) {
   HostScratch scratch(d.get_size());
@@ -437,19 +461,32 @@ inline void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x
                            const Conv3dEpilogue& epilogue) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_forward(shape, x, w, bias, y);
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, epilogue)) return cpu::detail::narrow_forward(shape, x, w, bias, y);
   cpu::with_dnnl_errors(with_precision(where), [&] {
-    const ConvForward& f = plan_for(shape)->forward(bias != nullptr, epilogue);
-    HostScratch xs, ws, bs, ys;
+    // A batch whose samples are large runs a sample at a time: oneDNN's blocked copies of
+    // source and destination (and its scratchpad) then hold one sample, not the whole batch.
+    Conv3dShape one = shape;
+    one.batch = 1;
+    const bool split = shape.batch > 1 && (one.input_shape().product() + one.output_shape().product()) *
+                                                  static_cast<std::int64_t>(sizeof(float)) >= split_sample_bytes;
+    const auto plan = plan_for(split ? one : shape);
+    const ConvForward& f = plan->forward(bias != nullptr, epilogue);
+    HostScratch ws, bs;
     std::unordered_map<int, memory> args;
-    args.emplace(DNNL_ARG_SRC, f.src.bind(x.data(), xs, true));
     args.emplace(DNNL_ARG_WEIGHTS, f.weights.bind(w.data(), ws, true));
     if (bias) args.emplace(DNNL_ARG_BIAS, f.bias_operand->bind(bias->data(), bs, true));
-    const memory dst = f.dst.bind(y.data(), ys, epilogue.accumulate);
-    args.emplace(DNNL_ARG_DST, dst);
-    const HostScratch pad = bind_scratchpad(f.scratchpad, args);
-    f.primitive.execute(cpu::dnnl_stream(), args);
-    f.dst.finish(dst, y.data());
-    cpu::dnnl_stream().wait();
+    const std::int64_t steps = split ? shape.batch : 1, x_step = x.numel() / steps, y_step = y.numel() / steps;
+    for (std::int64_t i = 0; i < steps; ++i) {
+      HostScratch xs, ys;
+      args.insert_or_assign(DNNL_ARG_SRC, f.src.bind(x.data() + i * x_step, xs, true));
+      const memory dst = f.dst.bind(y.data() + i * y_step, ys, epilogue.accumulate);
+      args.insert_or_assign(DNNL_ARG_DST, dst);
+      args.erase(DNNL_ARG_SCRATCHPAD);
+      const HostScratch pad = bind_scratchpad(f.scratchpad, args);
+      f.primitive.execute(cpu::dnnl_stream(), args);
+      f.dst.finish(dst, y.data() + i * y_step);
+      cpu::dnnl_stream().wait();  // before the scratch blocks go back to the cache
+    }
   });
 }
 
@@ -457,6 +494,7 @@ inline void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, C
                                  const Tensor<float, Cpu>& dx) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward_data(shape, dy, w, dx);
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) return cpu::detail::narrow_backward(shape, nullptr, &w, dy, &dx, nullptr, nullptr);
   cpu::with_dnnl_errors(with_precision(where), [&] {
     const ConvBackwardData& b = plan_for(shape)->backward_data();
     HostScratch dys;
@@ -469,6 +507,7 @@ inline void conv3d_backward_weights(const Conv3dShape& shape, const Tensor<float
                                     const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward_weights(shape, x, dy, dw, dbias);
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) return cpu::detail::narrow_backward(shape, &x, nullptr, dy, nullptr, &dw, dbias);
   cpu::with_dnnl_errors(with_precision(where), [&] {
     const ConvBackwardWeights& b = plan_for(shape)->backward_weights(dbias != nullptr);
     HostScratch dys;
@@ -481,6 +520,7 @@ inline void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& 
                             const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, dx, dw, dbias);
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) return cpu::detail::narrow_backward(shape, &x, &w, dy, dx, &dw, dbias);
   cpu::with_dnnl_errors(with_precision(where), [&] {
     const auto plan = plan_for(shape);
     const ConvBackwardWeights& bw = plan->backward_weights(dbias != nullptr);
@@ -497,6 +537,56 @@ inline void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& 
   });
 }
 
+inline Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+                                                const Tensor<float, Cpu>& w, Tensor<float, Cpu> dy, bool input_gradient,
+                                                const Tensor<float, Cpu>& dw, const Tensor<float, Cpu>* dbias) {
+  using namespace cpu::detail;
+  const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, static_cast<const Tensor<float, Cpu>*>(nullptr), dw, dbias);
+  Tensor<float, Cpu> dx;
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) {
+    if (input_gradient) dx = Tensor<float, Cpu>::empty(shape.input_shape());
+    cpu::detail::narrow_backward(shape, &x, &w, dy, input_gradient ? &dx : nullptr, &dw, dbias);
+    return dx;
+  }
+  cpu::with_dnnl_errors(with_precision(where), [&] {
+    const auto plan = plan_for(shape);
+    const ConvBackwardWeights& bw = plan->backward_weights(dbias != nullptr);
+    const ConvBackwardData* bd = input_gradient ? &plan->backward_data() : nullptr;
+    HostScratch dys;
+    const memory diff_dst = bw.diff_dst.bind(dy.data(), dys, true);
+    const bool shared = !bd || bd->diff_dst.want() == bw.diff_dst.want();
+    if (bw.diff_dst.reordered() && shared) dy = Tensor<float, Cpu>();  // the copy serves both passes
+    run_backward_weights(bw, x, diff_dst, dw, dbias);
+    if (!bd) return;
+    HostScratch other, ws, dxs;
+    std::unordered_map<int, memory> args;
+    args.emplace(DNNL_ARG_DIFF_DST, shared ? diff_dst : bd->diff_dst.bind(dy.data(), other, true));
+    args.emplace(DNNL_ARG_WEIGHTS, bd->weights.bind(w.data(), ws, true));
+    const bool direct = !bd->diff_src.reordered();  // oneDNN writes dx itself
+    if (direct) dx = Tensor<float, Cpu>::empty(shape.input_shape());
+    const memory diff_src = bd->diff_src.bind(direct ? dx.data() : nullptr, dxs, false);
+    args.emplace(DNNL_ARG_DIFF_SRC, diff_src);
+    {
+      const HostScratch pad = bind_scratchpad(bd->scratchpad, args);
+      bd->primitive.execute(cpu::dnnl_stream(), args);
+      cpu::dnnl_stream().wait();
+    }
+    args.clear();
+    dys = HostScratch();
+    other = HostScratch();
+    ws = HostScratch();
+    dy = Tensor<float, Cpu>();
+    if (!direct) {
+      dx = Tensor<float, Cpu>::empty(shape.input_shape());
+      bd->diff_src.finish(diff_src, dx.data());
+      cpu::dnnl_stream().wait();
+    }
+  });
+  return dx;
+}
+
 inline std::size_t conv3d_cached_problems() { return cpu::detail::conv_plans().size(); }
 
 }  // namespace medseg::ops
+
+#include "conv3d_narrow.hpp"  // the definitions declared above

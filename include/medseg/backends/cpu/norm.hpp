@@ -56,9 +56,10 @@ struct NormSets {
   }
 };
 
-/// Per-set statistics of a forward pass: the mean and the biased variance.
+/// Per-set statistics of a forward pass: the mean, the biased variance and the 1 / sqrt(var +
+/// eps) the forward scaled by (kept so that a fused consumer applies the very same affine map).
 struct NormStats {
-  std::vector<float> mean, var;
+  std::vector<float> mean, var, rstd;
 };
 
 /// What normalize_forward returns on backend B, kept by the layers for backward: host vectors
@@ -76,7 +77,8 @@ template <class B>
 using norm_stats_t = typename norm_stats<B>::type;
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per set; gamma/beta may be null (no
-/// affine). Returns the statistics used. x and y contiguous with equal shapes.
+/// affine). Returns the statistics used. x and y contiguous with equal shapes; an undefined y
+/// computes the statistics alone (a caller that fuses the normalisation into its next op).
 NormStats normalize_forward(const NormSets& sets, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y,
                             const float* gamma, const float* beta, double eps);
 
@@ -113,10 +115,12 @@ void update_running_stats(const NormStats& stats, double momentum, double unbias
 
 inline NormStats normalize_forward(const NormSets& g, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y,
                                    const float* gamma, const float* beta, double eps) {
-  detail::require_same_shape("ops::normalize_forward", x, y);
-  NormStats st{std::vector<float>(static_cast<std::size_t>(g.sets)), std::vector<float>(static_cast<std::size_t>(g.sets))};
+  const bool write = y.defined();
+  if (write) detail::require_same_shape("ops::normalize_forward", x, y);
+  const auto sets = static_cast<std::size_t>(g.sets);
+  NormStats st{std::vector<float>(sets), std::vector<float>(sets), std::vector<float>(sets)};
   const float* px = x.data();
-  float* py = y.data();
+  float* py = write ? y.data() : nullptr;
   const double m = static_cast<double>(g.set_size());
   parallel_for(0, g.sets, 1, [&](std::int64_t kb, std::int64_t ke) {
     for (std::int64_t k = kb; k < ke; ++k) {
@@ -135,7 +139,8 @@ inline NormStats normalize_forward(const NormSets& g, const Tensor<float, Cpu>& 
       const auto rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
       st.mean[static_cast<std::size_t>(k)] = mean;
       st.var[static_cast<std::size_t>(k)] = static_cast<float>(var);
-      for (std::int64_t j = 0; j < g.segments; ++j) {
+      st.rstd[static_cast<std::size_t>(k)] = rstd;
+      for (std::int64_t j = 0; write && j < g.segments; ++j) {
         const std::int64_t off = g.base(k, j), c0 = g.channel(k, j);
         const float* r = px + off;
         float* o = py + off;
