@@ -100,7 +100,7 @@ TEST_CASE("autocast is off by default and scopes set and restore it") {
   CHECK(cpu::autocast_bf16());
   cpu::set_autocast_bf16(false);
   CHECK(autocast_supported<Cpu>());
-  WARN("bfloat16 convolutions here: " << cpu::to_string(cpu::bf16_convolutions()));
+  CHECK(std::string(cpu::to_string(cpu::bf16_convolutions())).size() > 0);
 }
 
 TEST_CASE("bfloat16 autocast convolutions match rounded operands, PyTorch's autocast and float32") {
