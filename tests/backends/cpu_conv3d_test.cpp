@@ -302,27 +302,31 @@ TEST_CASE("conv3d_backward without an input gradient fills the weight gradients 
                     Catch::Contains("conv3d_backward") && Catch::Contains("dbias") && Catch::Contains("[16]"));
 }
 
-TEST_CASE("conv3d runs a batch of large samples one sample at a time") {
-  // 8 channels at 64^3 in and out: 16 MiB a sample, the split threshold.
-  const Conv3dShape s{.batch = 2, .in_channels = 8, .out_channels = 8, .input = {64, 64, 64}, .padding = {1, 1, 1}};
-  REQUIRE((s.input_shape().product() + s.output_shape().product()) / 2 * 4 >= cpu::detail::split_sample_bytes);
+TEST_CASE("conv3d_forward_alloc equals conv3d_forward and allocates y after its copy of x is gone") {
+  // 16 channels in and out at 32^3: 2 MiB per activation, weights of 27 KiB.
+  const Conv3dShape s{.in_channels = 16, .out_channels = 16, .input = {32, 32, 32}, .padding = {1, 1, 1}};
   const auto x = random_tensor(s.input_shape(), 21);
   const auto w = random_tensor(s.weight_shape(), 22);
   const auto b = random_tensor(s.bias_shape(), 23);
-  auto y = Tensor<float>::full(s.output_shape(), NAN);
+  auto y = Tensor<float>::empty(s.output_shape());
+  ops::conv3d_forward(s, x, w, &b, y);
+  (void)ops::conv3d_forward_alloc(s, x, w, &b);
   host_allocator().reset_peak();
   const auto before = host_allocator().stats();
-  ops::conv3d_forward(s, x, w, &b, y);
-  // oneDNN's blocked copies of source and destination hold one sample: 16 MiB, not 32.
+  const auto y2 = ops::conv3d_forward_alloc(s, x, w, &b);
+  CHECK(y2.to_vector() == y.to_vector());
+  // oneDNN's copies of x and of y, then its copy of y and y: two activations at once.
+  const std::size_t activation = static_cast<std::size_t>(s.output_shape().product()) * sizeof(float);
   if (host_allocator().caching())
-    CHECK(host_allocator().stats().peak_in_use - before.in_use <= (std::size_t{17} << 20));
-  Conv3dShape one = s;
-  one.batch = 1;
-  for (std::int64_t n = 0; n < 2; ++n) {
-    auto yn = Tensor<float>::empty(one.output_shape());
-    ops::conv3d_forward(one, x.slice(0, n, n + 1).contiguous(), w, &b, yn);
-    CHECK(yn.to_vector() == y.slice(0, n, n + 1).contiguous().to_vector());
-  }
+    CHECK(host_allocator().stats().peak_in_use <= before.in_use + 2 * activation + (std::size_t{1} << 20));
+  // Few output channels (the folded path) too.
+  const Conv3dShape narrow{.in_channels = 4, .out_channels = 3, .input = {6, 7, 8}, .kernel = {5, 5, 5},
+                           .padding = {2, 2, 2}};
+  const auto xn = random_tensor(narrow.input_shape(), 24);
+  const auto wn = random_tensor(narrow.weight_shape(), 25);
+  auto yn = Tensor<float>::empty(narrow.output_shape());
+  ops::conv3d_forward(narrow, xn, wn, nullptr, yn);
+  CHECK(ops::conv3d_forward_alloc(narrow, xn, wn, nullptr).to_vector() == yn.to_vector());
 }
 
 TEST_CASE("conv3d_backward_owned holds two activation-sized blocks at most") {

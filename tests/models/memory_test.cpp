@@ -154,3 +154,31 @@ TEST_CASE("Models in eval mode hold no intermediate buffers between calls") {
   check(unet, "DynamicUNet");
   check(vnet, "VNet");
 }
+
+TEST_CASE("Norms and activations write their input gradient over a gradient handed to them") {
+  const auto x = randn({2, 4, 3, 4, 5}, 8);
+  const auto dy = randn({2, 4, 3, 4, 5}, 9);
+  auto check = [&](auto make, const char* name) {
+    INFO(name);
+    auto a = make();
+    auto b = make();
+    (void)a.forward(x);
+    (void)b.forward(x);
+    const auto copied = a.backward(dy);  // dy is still held here: a fresh gradient
+    CHECK(copied.data() != dy.data());
+    auto handed = dy.clone();
+    const float* buffer = handed.data();
+    const auto in_place = b.backward(std::move(handed));
+    CHECK(in_place.data() == buffer);
+    CHECK(in_place.to_vector() == copied.to_vector());
+    const auto pa = nn::parameters(a), pb = nn::parameters(b);
+    for (std::size_t i = 0; i < pa.size(); ++i) CHECK(pa[i].grad.to_vector() == pb[i].grad.to_vector());
+  };
+  check([] { return nn::BatchNorm3d<Cpu>{{.num_features = 4}}; }, "BatchNorm3d");
+  check([] { return nn::InstanceNorm3d<Cpu>{{.num_features = 4, .affine = true}}; }, "InstanceNorm3d");
+  check([] { return nn::GroupNorm<Cpu>{{.num_groups = 2, .num_channels = 4}}; }, "GroupNorm");
+  check([] { return nn::PReLU<Cpu>{{.num_parameters = 4}}; }, "PReLU (keeps its output)");
+  check([] { return nn::PReLU<Cpu>{{.num_parameters = 4, .init = -0.1f}}; }, "PReLU (keeps its input)");
+  check([] { return nn::LeakyReLU<Cpu>{}; }, "LeakyReLU");
+  check([] { return nn::ELU<Cpu>{}; }, "ELU");
+}

@@ -243,10 +243,12 @@ Tensor<float, B> NormActivation<B>::backward(Tensor<float, B> dy) {
       auto& prelu = *act_.template get_if<nn::PReLU<B>>();
       const Tensor<float, B>& x = bn.kept_input();
       this->require_grad_shape("NormActivation", dy, x.shape());
-      auto dn = Tensor<float, B>::empty(x.shape());
-      ops::prelu_affine_backward(x, scale_, shift_, prelu.weight().value, dy.contiguous(), dn, prelu.weight().grad);
-      dy = Tensor<float, B>();  // read: let it go before the norm allocates its gradient
-      return bn.backward(dn);
+      Tensor<float, B> g = dy.contiguous();
+      dy = Tensor<float, B>();
+      auto dn = this->gradient_buffer(g);  // in place when handed over
+      ops::prelu_affine_backward(x, scale_, shift_, prelu.weight().value, g, dn, prelu.weight().grad);
+      g = Tensor<float, B>();
+      return bn.backward(std::move(dn));  // and the norm writes its gradient over dn
     }
   }
   return norm_.backward(act_.backward(std::move(dy)));

@@ -27,11 +27,14 @@ class PointwiseActivation : public LayerBase<B> {
     if (this->training_) kept_ = keeps_output() ? y : xc;
     return y;
   }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+  /// dy by value: a gradient handed over (moved in) is overwritten with dx.
+  Tensor<float, B> backward(Tensor<float, B> dy) {
     this->require_forward(kind(), kept_.defined());
     this->require_grad_shape(kind(), dy, kept_.shape());
-    auto dx = Tensor<float, B>::empty(kept_.shape());
-    ops::activation_backward(F, alpha_, kept_, dy.contiguous(), dx);
+    const Tensor<float, B> g = dy.contiguous();
+    dy = Tensor<float, B>();
+    auto dx = this->gradient_buffer(g);
+    ops::activation_backward(F, alpha_, kept_, g, dx);
     kept_ = Tensor<float, B>();
     return dx;
   }
@@ -144,18 +147,21 @@ class PReLU : public LayerBase<B> {
     }
     return y;
   }
-  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+  /// dy by value: a gradient handed over (moved in) is overwritten with dx.
+  Tensor<float, B> backward(Tensor<float, B> dy) {
     this->require_forward("PReLU", x_.defined());
     this->require_grad_shape("PReLU", dy, x_.shape());
-    auto dx = Tensor<float, B>::empty(x_.shape());
+    const Tensor<float, B> g = dy.contiguous();
+    dy = Tensor<float, B>();
+    auto dx = this->gradient_buffer(g);
     if constexpr (B::is_host) {
       if (kept_output_) {
-        ops::prelu_backward_from_output(x_, weight_.value, dy.contiguous(), dx, weight_.grad);
+        ops::prelu_backward_from_output(x_, weight_.value, g, dx, weight_.grad);
         x_ = Tensor<float, B>();
         return dx;
       }
     }
-    ops::prelu_backward(x_, weight_.value, dy.contiguous(), dx, weight_.grad);
+    ops::prelu_backward(x_, weight_.value, g, dx, weight_.grad);
     x_ = Tensor<float, B>();
     return dx;
   }

@@ -32,7 +32,8 @@ class BatchNorm3d : public LayerBase<B> {
   BatchNorm3d(const Options& o);  // NOLINT: implicit, as every layer
 
   Tensor<float, B> forward(const Tensor<float, B>& x);
-  Tensor<float, B> backward(const Tensor<float, B>& dy);
+  /// dy by value: a gradient handed over (moved in) is overwritten with dx.
+  Tensor<float, B> backward(Tensor<float, B> dy);
 
   /// The per-channel map y = x * scale[c] + shift[c] that forward(x) applies, with all of
   /// forward's bookkeeping (batch statistics and running averages in training, and what
@@ -175,11 +176,13 @@ typename BatchNorm3d<B>::ChannelAffine BatchNorm3d<B>::channel_affine_of(const T
 }
 
 template <class B>
-Tensor<float, B> BatchNorm3d<B>::backward(const Tensor<float, B>& dy) {
+Tensor<float, B> BatchNorm3d<B>::backward(Tensor<float, B> dy) {
   this->require_forward("BatchNorm3d", x_.defined());
   this->require_grad_shape("BatchNorm3d", dy, x_.shape());
-  auto dx = Tensor<float, B>::empty(x_.shape());
-  ops::normalize_backward(sets_, stats_, o_.eps, x_, dy.contiguous(), dx, o_.affine ? weight_.value.data() : nullptr,
+  const Tensor<float, B> g = dy.contiguous();
+  dy = Tensor<float, B>();
+  auto dx = this->gradient_buffer(g);
+  ops::normalize_backward(sets_, stats_, o_.eps, x_, g, dx, o_.affine ? weight_.value.data() : nullptr,
                           o_.affine ? weight_.grad.data() : nullptr, o_.affine ? bias_.grad.data() : nullptr);
   x_ = Tensor<float, B>();
   return dx;

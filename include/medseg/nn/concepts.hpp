@@ -120,6 +120,13 @@ class LayerBase {
   }
   /// dy as a contiguous tensor (a channel view from a concat is copied once).
   static Tensor<float, B> dense(const Tensor<float, B>& t) { return t.contiguous(); }
+  /// Where a point-wise or per-set backward writes dx: into g itself when nobody else holds
+  /// it (a gradient moved in by a composition; the CPU kernels allow dx == dy), else fresh.
+  static Tensor<float, B> gradient_buffer(const Tensor<float, B>& g) {
+    if constexpr (B::is_host)
+      if (g.use_count() == 1 && g.is_contiguous()) return g;
+    return Tensor<float, B>::empty(g.shape());
+  }
 
   std::string path_;
   bool training_ = true;

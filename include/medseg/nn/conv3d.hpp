@@ -42,8 +42,14 @@ class ConvolutionLayer : public LayerBase<B> {
     const Conv3dShape s = problem(x.size(0), {x.size(2), x.size(3), x.size(4)});
     s.validate(this->where(kind()));
     const Tensor<float, B> xc = x.contiguous();
-    auto y = this->output_buffer(s.output_shape());
-    ops::conv3d_forward(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
+    Tensor<float, B> y;
+    if constexpr (B::is_host) {
+      // The op allocates y once its copy of x is gone (one activation less at the peak).
+      y = ops::conv3d_forward_alloc(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr);
+    } else {
+      y = this->output_buffer(s.output_shape());
+      ops::conv3d_forward(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
+    }
     if (this->training_) {
       x_ = xc;
       last_ = s;
@@ -64,7 +70,7 @@ class ConvolutionLayer : public LayerBase<B> {
     // Both gradients in one call: dy is brought into oneDNN's layout once for both.
     Tensor<float, B> dx;
     if constexpr (B::is_host) {
-      dx = ops::conv3d_backward_owned(last_, x_, weight_.value, std::move(g), input_gradient_, dw,
+      dx = ops::conv3d_backward_owned(last_, std::move(x_), weight_.value, std::move(g), input_gradient_, dw,
                                       has_bias_ ? &db : nullptr);
     } else {
       if (input_gradient_) dx = Tensor<float, B>::empty(last_.input_shape());

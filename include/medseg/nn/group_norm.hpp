@@ -26,7 +26,8 @@ class GroupNorm : public LayerBase<B> {
   GroupNorm(const Options& o);  // NOLINT: implicit, as every layer
 
   Tensor<float, B> forward(const Tensor<float, B>& x);
-  Tensor<float, B> backward(const Tensor<float, B>& dy);
+  /// dy by value: a gradient handed over (moved in) is overwritten with dx.
+  Tensor<float, B> backward(Tensor<float, B> dy);
 
   void set_path(const std::string& p) {
     this->path_ = p;
@@ -85,11 +86,13 @@ Tensor<float, B> GroupNorm<B>::forward(const Tensor<float, B>& x) {
 }
 
 template <class B>
-Tensor<float, B> GroupNorm<B>::backward(const Tensor<float, B>& dy) {
+Tensor<float, B> GroupNorm<B>::backward(Tensor<float, B> dy) {
   this->require_forward("GroupNorm", x_.defined());
   this->require_grad_shape("GroupNorm", dy, x_.shape());
-  auto dx = Tensor<float, B>::empty(x_.shape());
-  ops::normalize_backward(sets_, stats_, o_.eps, x_, dy.contiguous(), dx, o_.affine ? weight_.value.data() : nullptr,
+  const Tensor<float, B> g = dy.contiguous();
+  dy = Tensor<float, B>();
+  auto dx = this->gradient_buffer(g);
+  ops::normalize_backward(sets_, stats_, o_.eps, x_, g, dx, o_.affine ? weight_.value.data() : nullptr,
                           o_.affine ? weight_.grad.data() : nullptr, o_.affine ? bias_.grad.data() : nullptr);
   x_ = Tensor<float, B>();
   return dx;

@@ -19,14 +19,14 @@ enum class Activation { relu, leaky_relu, elu, gelu, sigmoid };
 /// y = f(x). `alpha` is LeakyReLU's negative slope or ELU's alpha; ignored otherwise.
 void activation_forward(Activation f, float alpha, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y);
 /// dx = dy * f'(x). `x` is the forward input, except for sigmoid, whose derivative is
-/// computed from its output y (pass y as `x`).
+/// computed from its output y (pass y as `x`). dx may be dy (in place).
 void activation_backward(Activation f, float alpha, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& dy,
                          const Tensor<float, Cpu>& dx);
 
 /// PReLU over [N, C, ...] (or any rank >= 1 when there is one slope): y = x > 0 ? x : a[c] x.
 /// `slope` has 1 or C entries.
 void prelu_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y);
-/// dx = dy * (x > 0 ? 1 : a[c]);  dslope[c] += sum over (x <= 0) of dy * x.
+/// dx = dy * (x > 0 ? 1 : a[c]);  dslope[c] += sum over (x <= 0) of dy * x. dx may be dy.
 void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& dy,
                     const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope);
 
@@ -234,12 +234,13 @@ void prelu_backward_rows(const char* op, const Tensor<float, Cpu>& x, const Tens
                    const float* xr = px + row * g.inner;
                    const float* dyr = pdy + row * g.inner;
                    float* dxr = pdx + row * g.inner;
+                   // The slope's sum first: dx may be dy itself (written in place).
+                   const double sum = detail::lane_sum(g.inner, [&](std::int64_t i) { return dyr[i] * std::min(f(xr[i]), 0.0f); });
+                   partial[static_cast<std::size_t>(row)] = from_output ? sum / static_cast<double>(s) : sum;
                    for (std::int64_t i = 0; i < g.inner; ++i) {
                      const auto pos = static_cast<float>(f(xr[i]) > 0.0f);
                      dxr[i] = dyr[i] * (pos + (1.0f - pos) * s);
                    }
-                   const double sum = detail::lane_sum(g.inner, [&](std::int64_t i) { return dyr[i] * std::min(f(xr[i]), 0.0f); });
-                   partial[static_cast<std::size_t>(row)] = from_output ? sum / static_cast<double>(s) : sum;
                  }
                });
   float* ds = dslope.data();

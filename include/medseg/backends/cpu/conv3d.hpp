@@ -35,6 +35,12 @@ namespace medseg::ops {
 void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& w,
                     const Tensor<float, Cpu>* bias, const Tensor<float, Cpu>& y, const Conv3dEpilogue& epilogue = {});
 
+/// conv3d_forward (no epilogue) that allocates y itself, once oneDNN's copy of x is gone: x,
+/// that copy, oneDNN's output and y are never live all at once (three activation-sized
+/// blocks at most, where a y allocated beforehand makes four). Same result as conv3d_forward.
+Tensor<float, Cpu> conv3d_forward_alloc(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+                                        const Tensor<float, Cpu>& w, const Tensor<float, Cpu>* bias);
+
 /// dx = the gradient of the (epilogue-free) forward pass with respect to x, given dy
 /// (output_shape()). dx (input_shape()) is overwritten.
 void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& w,
@@ -52,13 +58,14 @@ void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& x, cons
                      const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>* dx, const Tensor<float, Cpu>& dw,
                      const Tensor<float, Cpu>* dbias);
 
-/// conv3d_backward for a caller that hands dy over and lets the op allocate dx, for the
-/// least memory at once: oneDNN's blocked copy of dy replaces dy (released here, so freed
-/// when the caller kept no other handle), the weight gradients come first, and dx is
-/// allocated only once the copy is gone; at most two activation-sized blocks are live
-/// (five with conv3d_backward: dy, its copy, oneDNN's dx, dx and a caller's). Returns dx, or
-/// an undefined tensor when !input_gradient. Same results as conv3d_backward.
-Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+/// conv3d_backward for a caller that hands x and dy over and lets the op allocate dx, for
+/// the least memory at once: oneDNN's blocked copy of dy replaces dy, the weight gradients
+/// come first and x goes after them (each released here, so freed when the caller kept no
+/// other handle), and dx is allocated only once the copy of dy is gone: at most two
+/// activation-sized blocks are live besides what the caller holds (five with
+/// conv3d_backward: x, dy, its copy, oneDNN's dx and dx). Returns dx, or an undefined tensor
+/// when !input_gradient. Same results as conv3d_backward.
+Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, Tensor<float, Cpu> x,
                                          const Tensor<float, Cpu>& w, Tensor<float, Cpu> dy, bool input_gradient,
                                          const Tensor<float, Cpu>& dw, const Tensor<float, Cpu>* dbias);
 
@@ -75,6 +82,9 @@ inline void narrow_forward(const Conv3dShape& s, const Tensor<float, Cpu>& x, co
 inline void narrow_backward(const Conv3dShape& s, const Tensor<float, Cpu>* x, const Tensor<float, Cpu>* w,
                             const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>* dx, const Tensor<float, Cpu>* dw,
                             const Tensor<float, Cpu>* dbias);
+inline Tensor<float, Cpu> narrow_backward_owned(const Conv3dShape& s, Tensor<float, Cpu> x, const Tensor<float, Cpu>& w,
+                                                Tensor<float, Cpu> dy, bool input_gradient, const Tensor<float, Cpu>& dw,
+                                                const Tensor<float, Cpu>* dbias);
 }  // namespace medseg::cpu::detail
 
 // ----------------------------------------------------------------------------------------
@@ -405,10 +415,6 @@ inline std::string with_precision(const std::string& where) {
   return autocast_bf16() ? where + " under bfloat16 autocast" : where;
 }
 
-/// Forward passes whose source and destination together exceed this per sample run a sample
-/// at a time (conv3d_forward), so oneDNN's reordered copies cover one sample.
-inline constexpr std::int64_t split_sample_bytes = std::int64_t{16} << 20;
-
 /// The scratchpad a primitive asked for, from the host cache, bound to `args`.
 inline HostScratch bind_scratchpad(const memory::desc& d, std::unordered_map<int, memory>& args) {
   HostScratch scratch(d.get_size());
@@ -463,31 +469,58 @@ inline void conv3d_forward(const Conv3dShape& shape, const Tensor<float, Cpu>& x
   const std::string where = medseg::detail::check_conv_forward(shape, x, w, bias, y);
   if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, epilogue)) return cpu::detail::narrow_forward(shape, x, w, bias, y);
   cpu::with_dnnl_errors(with_precision(where), [&] {
-    // A batch whose samples are large runs a sample at a time: oneDNN's blocked copies of
-    // source and destination (and its scratchpad) then hold one sample, not the whole batch.
-    Conv3dShape one = shape;
-    one.batch = 1;
-    const bool split = shape.batch > 1 && (one.input_shape().product() + one.output_shape().product()) *
-                                                  static_cast<std::int64_t>(sizeof(float)) >= split_sample_bytes;
-    const auto plan = plan_for(split ? one : shape);
-    const ConvForward& f = plan->forward(bias != nullptr, epilogue);
-    HostScratch ws, bs;
+    const ConvForward& f = plan_for(shape)->forward(bias != nullptr, epilogue);
+    HostScratch xs, ws, bs, ys;
     std::unordered_map<int, memory> args;
+    args.emplace(DNNL_ARG_SRC, f.src.bind(x.data(), xs, true));
     args.emplace(DNNL_ARG_WEIGHTS, f.weights.bind(w.data(), ws, true));
     if (bias) args.emplace(DNNL_ARG_BIAS, f.bias_operand->bind(bias->data(), bs, true));
-    const std::int64_t steps = split ? shape.batch : 1, x_step = x.numel() / steps, y_step = y.numel() / steps;
-    for (std::int64_t i = 0; i < steps; ++i) {
-      HostScratch xs, ys;
-      args.insert_or_assign(DNNL_ARG_SRC, f.src.bind(x.data() + i * x_step, xs, true));
-      const memory dst = f.dst.bind(y.data() + i * y_step, ys, epilogue.accumulate);
-      args.insert_or_assign(DNNL_ARG_DST, dst);
-      args.erase(DNNL_ARG_SCRATCHPAD);
+    const memory dst = f.dst.bind(y.data(), ys, epilogue.accumulate);
+    args.emplace(DNNL_ARG_DST, dst);
+    const HostScratch pad = bind_scratchpad(f.scratchpad, args);
+    f.primitive.execute(cpu::dnnl_stream(), args);
+    f.dst.finish(dst, y.data());
+    cpu::dnnl_stream().wait();
+  });
+}
+
+inline Tensor<float, Cpu> conv3d_forward_alloc(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+                                               const Tensor<float, Cpu>& w, const Tensor<float, Cpu>* bias) {
+  using namespace cpu::detail;
+  const std::string where = medseg::detail::conv_where("conv3d_forward", shape);
+  shape.validate(where);
+  medseg::detail::check_conv_tensor(where, "x", x, shape.input_shape());
+  medseg::detail::check_conv_tensor(where, "weight", w, shape.weight_shape());
+  if (bias) medseg::detail::check_conv_tensor(where, "bias", *bias, shape.bias_shape());
+  Tensor<float, Cpu> y;
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) {
+    y = Tensor<float, Cpu>::empty(shape.output_shape());
+    cpu::detail::narrow_forward(shape, x, w, bias, y);
+    return y;
+  }
+  cpu::with_dnnl_errors(with_precision(where), [&] {
+    const ConvForward& f = plan_for(shape)->forward(bias != nullptr, {});
+    HostScratch xs, ws, bs, ys;
+    std::unordered_map<int, memory> args;
+    args.emplace(DNNL_ARG_SRC, f.src.bind(x.data(), xs, true));
+    args.emplace(DNNL_ARG_WEIGHTS, f.weights.bind(w.data(), ws, true));
+    if (bias) args.emplace(DNNL_ARG_BIAS, f.bias_operand->bind(bias->data(), bs, true));
+    if (!f.dst.reordered()) y = Tensor<float, Cpu>::empty(shape.output_shape());  // oneDNN writes y itself
+    const memory dst = f.dst.bind(f.dst.reordered() ? nullptr : y.data(), ys, false);
+    args.emplace(DNNL_ARG_DST, dst);
+    {
       const HostScratch pad = bind_scratchpad(f.scratchpad, args);
       f.primitive.execute(cpu::dnnl_stream(), args);
-      f.dst.finish(dst, y.data() + i * y_step);
-      cpu::dnnl_stream().wait();  // before the scratch blocks go back to the cache
+      cpu::dnnl_stream().wait();
     }
+    args.clear();
+    xs = HostScratch();  // the copy of x goes before y comes
+    ws = HostScratch();
+    if (!y.defined()) y = Tensor<float, Cpu>::empty(shape.output_shape());
+    f.dst.finish(dst, y.data());
+    cpu::dnnl_stream().wait();
   });
+  return y;
 }
 
 inline void conv3d_backward_data(const Conv3dShape& shape, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& w,
@@ -537,17 +570,14 @@ inline void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cpu>& 
   });
 }
 
-inline Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, const Tensor<float, Cpu>& x,
+inline Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, Tensor<float, Cpu> x,
                                                 const Tensor<float, Cpu>& w, Tensor<float, Cpu> dy, bool input_gradient,
                                                 const Tensor<float, Cpu>& dw, const Tensor<float, Cpu>* dbias) {
   using namespace cpu::detail;
   const std::string where = medseg::detail::check_conv_backward(shape, x, w, dy, static_cast<const Tensor<float, Cpu>*>(nullptr), dw, dbias);
   Tensor<float, Cpu> dx;
-  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {})) {
-    if (input_gradient) dx = Tensor<float, Cpu>::empty(shape.input_shape());
-    cpu::detail::narrow_backward(shape, &x, &w, dy, input_gradient ? &dx : nullptr, &dw, dbias);
-    return dx;
-  }
+  if (!cpu::autocast_bf16() && cpu::detail::narrow_applies(shape, {}))
+    return cpu::detail::narrow_backward_owned(shape, std::move(x), w, std::move(dy), input_gradient, dw, dbias);
   cpu::with_dnnl_errors(with_precision(where), [&] {
     const auto plan = plan_for(shape);
     const ConvBackwardWeights& bw = plan->backward_weights(dbias != nullptr);
@@ -557,6 +587,7 @@ inline Tensor<float, Cpu> conv3d_backward_owned(const Conv3dShape& shape, const 
     const bool shared = !bd || bd->diff_dst.want() == bw.diff_dst.want();
     if (bw.diff_dst.reordered() && shared) dy = Tensor<float, Cpu>();  // the copy serves both passes
     run_backward_weights(bw, x, diff_dst, dw, dbias);
+    x = Tensor<float, Cpu>();
     if (!bd) return;
     HostScratch other, ws, dxs;
     std::unordered_map<int, memory> args;

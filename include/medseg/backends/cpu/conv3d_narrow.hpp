@@ -155,4 +155,30 @@ inline void narrow_backward(const Conv3dShape& s, const Tensor<float, Cpu>* x, c
   if (dbias) narrow_bias_gradient(s, dy, *dbias);
 }
 
+/// conv3d_backward_owned on the folded problem: the bias gradient first, then dy goes once
+/// shifted into dP, which the folded problem's owned backward takes over in turn.
+inline Tensor<float, Cpu> narrow_backward_owned(const Conv3dShape& s, Tensor<float, Cpu> x, const Tensor<float, Cpu>& w,
+                                                Tensor<float, Cpu> dy, bool input_gradient, const Tensor<float, Cpu>& dw,
+                                                const Tensor<float, Cpu>* dbias) {
+  const Conv3dShape f = narrow_shape(s);
+  if (dbias) narrow_bias_gradient(s, dy, *dbias);
+  auto dp = narrow_output_gradient(s, dy);
+  dy = Tensor<float, Cpu>();
+  Tensor<float, Cpu> wf;
+  if (input_gradient) {
+    wf = Tensor<float, Cpu>::empty(f.weight_shape());
+    narrow_weight_pairs(s, [&, src = w.data(), dst = wf.data()](std::int64_t plain, std::int64_t folded) {
+      dst[folded] = src[plain];
+    });
+  } else {
+    wf = Tensor<float, Cpu>::empty(f.weight_shape());  // of the right shape, never read
+  }
+  auto dwf = Tensor<float, Cpu>::empty(f.weight_shape());
+  auto dx = ops::conv3d_backward_owned(f, std::move(x), wf, std::move(dp), input_gradient, dwf, nullptr);
+  narrow_weight_pairs(s, [&, src = dwf.data(), dst = dw.data()](std::int64_t plain, std::int64_t folded) {
+    dst[plain] = src[folded];
+  });
+  return dx;
+}
+
 }  // namespace medseg::cpu::detail

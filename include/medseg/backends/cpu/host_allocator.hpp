@@ -52,7 +52,8 @@ struct HostCacheStats {
 ///   resident only when first written. Freed blocks merge with free neighbours. The cache
 ///   remembers which 64 KiB granules have been handed out, so `cached` counts resident free
 ///   bytes, hits and misses say whether a request touched fresh memory, and allocate_zeroed
-///   need not write zeros over pages the OS has never handed out (they read as zero).
+///   need not write zeros over pages the OS has never handed out (they read as zero); zeroed
+///   blocks are carved from the top of their range, so they gather apart from written ones.
 /// - Cached bytes are capped (a quarter of physical memory, or MEDSEG_HOST_CACHE_LIMIT_MB):
 ///   beyond it, freed memory goes back to the OS (madvise(MADV_DONTNEED) for large blocks).
 ///   MEDSEG_HOST_CACHE=0 turns caching off, and AddressSanitizer builds never cache, so that
@@ -380,9 +381,18 @@ inline void* HostAllocator::allocate_large(std::size_t size, bool zeroed) {
       it = free_by_size_.lower_bound({size, nullptr});
     }
     const std::size_t have = it->first;
-    p = it->second;
-    erase_free(free_by_addr_.find(p));
-    if (have > size) insert_free(p + size, have - size);
+    char* const start = it->second;
+    erase_free(free_by_addr_.find(start));
+    if (zeroed) {
+      // From the range's top: zero blocks (gradients, optimizer state) then gather at the far
+      // end of the untouched space, apart from the blocks written at once (weights). Interleaved,
+      // every huge page shared with a written neighbour would make its zero part resident.
+      p = start + (have - size);
+      if (have > size) insert_free(start, have - size);
+    } else {
+      p = start;
+      if (have > size) insert_free(p + size, have - size);
+    }
     Segment& segment = *segment_of(p);
     if (zeroed)
       for_each_run(segment, p, size, true,

@@ -83,7 +83,8 @@ NormStats normalize_forward(const NormSets& sets, const Tensor<float, Cpu>& x, c
                             const float* gamma, const float* beta, double eps);
 
 /// dx from dy through the normalisation (batch statistics are functions of x), and, when
-/// dgamma/dbeta are not null, their accumulation (+=) of sum(dy * xhat) and sum(dy).
+/// dgamma/dbeta are not null, their accumulation (+=) of sum(dy * xhat) and sum(dy). dx may
+/// be dy (each set is read whole before it is written).
 void normalize_backward(const NormSets& sets, const NormStats& stats, double eps, const Tensor<float, Cpu>& x,
                         const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx, const float* gamma,
                         float* dgamma, float* dbeta);
