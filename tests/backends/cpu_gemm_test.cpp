@@ -2,9 +2,13 @@
 // beta, batches, beta == 0 ignoring C, and shape errors.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
+#include <dlfcn.h>
+#include <vector>
 
 #include "medseg/backends/cpu/gemm.hpp"
+#include "medseg/core/parallel.hpp"
 #include "medseg/core/random.hpp"
 
 using namespace medseg;
@@ -85,4 +89,30 @@ TEST_CASE("gemm errors name the operand and the shapes") {
   CHECK_THROWS_WITH(ops::gemm(false, false, 1.0f, Tensor<float>::zeros({4, 10}).reshape({4, 10}).slice(1, 0, 5), b,
                               0.0f, c),
                     Catch::Contains("contiguous"));
+}
+
+// core/parallel.hpp: with oneDNN linked, libgomp is in the process and parallel_for runs on
+// OpenMP's team (the one oneDNN's GEMM and convolutions use) instead of threads of its own.
+TEST_CASE("parallel_for shares oneDNN's OpenMP team") {
+  REQUIRE(detail::gomp_parallel() != nullptr);
+  using ThreadNum = int (*)();
+  const auto omp_thread_num = reinterpret_cast<ThreadNum>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
+  REQUIRE(omp_thread_num != nullptr);
+  set_num_threads(2);
+  CHECK(thread_pool().uses() == PoolThreads::openmp);
+  for (int round = 0; round < 2; ++round) {  // before and after a oneDNN GEMM used the team
+    std::vector<std::atomic<int>> hits(4096);
+    std::atomic<int> outside_team{0};
+    parallel_for(0, 4096, 64, [&](std::int64_t b, std::int64_t e) {
+      const int id = omp_thread_num();
+      if (id < 0 || id >= 2) ++outside_team;
+      for (auto i = b; i < e; ++i) hits[static_cast<std::size_t>(i)]++;
+    });
+    CHECK(outside_team == 0);
+    for (const auto& h : hits) REQUIRE(h == 1);
+    const auto a = random_tensor({64, 64}, 1), bm = random_tensor({64, 64}, 2);
+    auto c = Tensor<float>::zeros({64, 64});
+    ops::gemm(false, false, 1.0f, a, bm, 0.0f, c);
+  }
+  set_num_threads(default_thread_count());
 }

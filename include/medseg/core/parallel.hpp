@@ -1,7 +1,15 @@
 // The CPU thread pool every CPU kernel runs on. One pool per process, sized by
-// MEDSEG_NUM_THREADS (default: all cores); the calling thread works too, so a pool of n
-// threads starts n - 1 workers. A parallel_for inside a parallel_for runs serially on the
-// thread that reached it, which keeps nested library calls from deadlocking or oversubscribing.
+// MEDSEG_NUM_THREADS (default: all cores); the calling thread works too. A parallel_for
+// inside a parallel_for runs serially on the thread that reached it, which keeps nested
+// library calls from deadlocking or oversubscribing.
+//
+// Where the process has OpenMP's runtime (libgomp, which Debian's oneDNN brings), the pool
+// runs its jobs on OpenMP's own thread team instead of threads of its own. Two teams on the
+// same cores fight: after each of oneDNN's parallel regions libgomp's threads spin-wait
+// for the next one, holding the cores our workers need, and a VNet forward on 2 cores took
+// 1.9 s instead of 1.26 s (most of the difference in oneDNN's reorders, each waiting out a
+// spinning thread). One team serves both, and its spinning then helps instead.
+// MEDSEG_THREAD_POOL=own keeps the pool's own threads.
 #pragma once
 
 #include <algorithm>
@@ -9,11 +17,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,15 +31,40 @@
 
 namespace medseg {
 
+/// Who runs a pool's chunks.
+enum class PoolThreads {
+  own,     // threads the pool starts and keeps
+  openmp,  // OpenMP's thread team (GOMP_parallel), shared with oneDNN
+};
+
+namespace detail {
+/// libgomp's entry point for `#pragma omp parallel`: runs fn(data) on a team of `threads`,
+/// the caller included, and returns when all are done. Looked up at run time, as
+/// cpu::match_dnnl_threads looks up omp_set_num_threads, so OpenMP stays off our link line
+/// and users' compile flags.
+using GompParallel = void (*)(void (*fn)(void*), void* data, unsigned threads, unsigned flags);
+inline GompParallel gomp_parallel() {
+  static const GompParallel f = reinterpret_cast<GompParallel>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
+  return f;
+}
+}  // namespace detail
+
+/// OpenMP's team when the process has libgomp, unless MEDSEG_THREAD_POOL=own; throws on
+/// another value of MEDSEG_THREAD_POOL.
+PoolThreads default_pool_threads();
+
 class ThreadPool {
  public:
-  /// A pool of `threads` threads in all, the caller included (at least 1).
-  explicit ThreadPool(int threads);
+  /// A pool of `threads` threads in all, the caller included (at least 1). PoolThreads::openmp
+  /// where the process has no libgomp falls back to own threads (see uses()).
+  explicit ThreadPool(int threads, PoolThreads kind = default_pool_threads());
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return threads_; }
+  /// Which threads run the chunks.
+  PoolThreads uses() const { return openmp_ ? PoolThreads::openmp : PoolThreads::own; }
 
   /// Calls body(b, e) on disjoint chunks that cover [begin, end), each at least `grain`
   /// long (but the last), on all threads, and returns when all are done. The first
@@ -51,11 +86,14 @@ class ThreadPool {
 
   void worker_loop();
   static void run_chunks(Job& job);
+  static void run_as_team_member(void* job);
   static bool& inside_pool() {
     thread_local bool inside = false;
     return inside;
   }
 
+  int threads_ = 1;
+  detail::GompParallel openmp_ = nullptr;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -91,10 +129,22 @@ void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, Body
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-inline ThreadPool::ThreadPool(int threads) {
+inline PoolThreads default_pool_threads() {
+  const char* env = std::getenv("MEDSEG_THREAD_POOL");
+  const std::string_view value = env ? env : "";
+  require(value.empty() || value == "own" || value == "openmp", [&] {
+    return ErrorInfo{.where = "environment", .field = "MEDSEG_THREAD_POOL", .expected = "own or openmp",
+                     .actual = "\"" + std::string(value) + "\""};
+  });
+  return value == "own" || !detail::gomp_parallel() ? PoolThreads::own : PoolThreads::openmp;
+}
+
+inline ThreadPool::ThreadPool(int threads, PoolThreads kind) : threads_(threads) {
   require(threads >= 1, [&] {
     return ErrorInfo{.where = "ThreadPool", .field = "threads", .expected = ">= 1", .actual = std::to_string(threads)};
   });
+  if (kind == PoolThreads::openmp) openmp_ = detail::gomp_parallel();
+  if (openmp_) return;
   workers_.reserve(static_cast<std::size_t>(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
@@ -124,6 +174,13 @@ inline void ThreadPool::run_chunks(Job& job) {
   }
 }
 
+inline void ThreadPool::run_as_team_member(void* job) {
+  // libgomp keeps its threads between regions: the flag is set for this job only.
+  inside_pool() = true;
+  run_chunks(*static_cast<Job*>(job));
+  inside_pool() = false;
+}
+
 inline void ThreadPool::worker_loop() {
   inside_pool() = true;
   std::uint64_t seen = 0;
@@ -150,7 +207,17 @@ inline void ThreadPool::parallel_for(std::int64_t begin, std::int64_t end, std::
                                      const std::function<void(std::int64_t, std::int64_t)>& body) {
   if (end <= begin) return;
   grain = std::max<std::int64_t>(grain, 1);
-  if (workers_.empty() || inside_pool() || end - begin <= grain) {
+  if (threads_ == 1 && !inside_pool()) {
+    // A one-thread pool's caller is its only member: parallel_for calls the body makes run
+    // inline too, not on another pool (a loader's one worker augments on its own thread).
+    struct Inside {
+      Inside() { inside_pool() = true; }
+      ~Inside() { inside_pool() = false; }
+    } inside;
+    body(begin, end);
+    return;
+  }
+  if (threads_ == 1 || inside_pool() || end - begin <= grain) {
     body(begin, end);
     return;
   }
@@ -164,6 +231,12 @@ inline void ThreadPool::parallel_for(std::int64_t begin, std::int64_t end, std::
   const std::int64_t target = static_cast<std::int64_t>(size()) * 4;
   job->chunk = std::max(grain, (n + target - 1) / target);
   job->chunks = (n + job->chunk - 1) / job->chunk;
+  if (openmp_) {
+    // run_chunks catches what a chunk throws: no exception crosses the OpenMP region.
+    openmp_(&ThreadPool::run_as_team_member, job.get(), static_cast<unsigned>(std::min<std::int64_t>(threads_, job->chunks)), 0);
+    if (job->error) std::rethrow_exception(job->error);
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     job_ = job;

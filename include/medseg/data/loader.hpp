@@ -271,7 +271,8 @@ Loader<D, T, L>::Loader(D dataset, T transform, LoaderOptions options)
   if (options_.workers > 0) {
     // A private pool: the producer thread is its first member, and transforms' own
     // parallel_for calls run inline on these threads instead of queueing on the global pool.
-    pool_ = std::make_unique<ThreadPool>(options_.workers);
+    // Own threads: its chunks are long-lived loops, not a compute region of OpenMP's team.
+    pool_ = std::make_unique<ThreadPool>(options_.workers, PoolThreads::own);
     producer_ = std::thread([this] { produce(); });
   }
 }
