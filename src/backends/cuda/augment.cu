@@ -1,9 +1,9 @@
 // Kernels of backends/cuda/augment.hpp (the GPU augmentations of transforms/cuda.hpp). Grid-
-// stride loops with 64-bit indices on the current stream; the sampling pass runs the host-
-// device functions of transforms/voxel_sampling.hpp, the other kernels write their products
-// and sums with __fmul_rn / __fadd_rn (and the double ones) so that nvcc cannot contract them
-// into FMAs: the CPU transforms are built with -ffp-contract=off, and the GPU must round
-// where they round, in the same order, to give the same bits.
+// stride loops with 64-bit indices on the current stream. The per-voxel work is the host-
+// device code of transforms/voxel_sampling.hpp and voxel_intensity.hpp, whose products and
+// sums are __fmul_rn / __fadd_rn (and the double ones) here, so that nvcc cannot contract them
+// into FMAs: the CPU transforms are built with -ffp-contract=off, and the GPU must round where
+// they round, in the same order, to give the same bits.
 #include "medseg/backends/cuda/augment.hpp"
 
 #include <cstring>
@@ -104,112 +104,48 @@ __global__ void gaussian_noise_kernel(float* __restrict__ x, std::int64_t n, std
 
 // -- Gaussian filter ------------------------------------------------------------------------
 
-/// SciPy's 'reflect' index (transforms::detail::reflect_index).
-__device__ inline std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
-  const std::int64_t period = 2 * n;
-  i %= period;
-  if (i < 0) i += period;
-  return i < n ? i : period - 1 - i;
-}
-
-/// One thread per output value: its 2r + 1 taps summed from the first, as the CPU sums them
-/// (acc = 0; acc += w[k] * x[reflect(i + k - r)]).
+/// One thread per output value: gaussian_tap_sum, the CPU's sum in the CPU's order.
 __global__ void gaussian_axis_kernel(const float* __restrict__ x, float* __restrict__ y, std::int64_t outer,
                                      std::int64_t n, std::int64_t inner, const float* __restrict__ w, int taps) {
-  const std::int64_t total = outer * n * inner, radius = taps / 2;
+  const std::int64_t total = outer * n * inner;
   for (std::int64_t at = first_index(); at < total; at += grid_stride()) {
     const std::int64_t j = at % inner, r = at / inner;
     const std::int64_t i = r % n, o = r / n;
-    const float* line = x + o * n * inner + j;
-    float acc = 0;
-    for (int k = 0; k < taps; ++k) acc = __fadd_rn(acc, __fmul_rn(w[k], line[reflect_index(i + k - radius, n) * inner]));
-    y[at] = acc;
+    y[at] = voxel::gaussian_tap_sum(x + o * n * inner + j, inner, i, n, w, taps);
   }
 }
 
 // -- Intensity maps -------------------------------------------------------------------------
 
-__device__ inline float apply_intensity(const IntensityMap& m, float v) {
-  switch (m.kind) {
-    case IntensityMap::Kind::multiply:
-      return __fmul_rn(v, m.a);
-    case IntensityMap::Kind::shift_scale:
-      return __fmul_rn(__fsub_rn(v, m.a), m.b);
-    case IntensityMap::Kind::contrast: {
-      const float r = __fadd_rn(__fmul_rn(__fsub_rn(v, m.a), m.b), m.a);
-      // std::clamp's comparisons (NaN passes through)
-      return m.clamp ? (r < m.lo ? m.lo : (m.hi < r ? m.hi : r)) : r;
-    }
-    case IntensityMap::Kind::gamma: {
-      constexpr float eps = 1e-7f;  // batchgenerators' epsilon, as the CPU's Gamma
-      const float base = __fdiv_rn(__fsub_rn(v, m.lo), __fadd_rn(m.a, eps));
-      // powf in double, rounded once: the correctly rounded float power, which the C
-      // library's powf (the CPU's) also gives but for rare last-bit cases.
-      const auto powered = static_cast<float>(::pow(static_cast<double>(base), static_cast<double>(m.b)));
-      return __fadd_rn(__fmul_rn(powered, m.a), m.lo);
-    }
-    case IntensityMap::Kind::restore:
-      return __fadd_rn(__fmul_rn(__fsub_rn(v, m.a), m.b), m.c);
-  }
-  return v;
-}
-
 __global__ void map_intensity_kernel(float* __restrict__ x, std::int64_t n, IntensityMap m) {
-  for (std::int64_t i = first_index(); i < n; i += grid_stride()) x[i] = apply_intensity(m, x[i]);
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) x[i] = voxel::apply_intensity(m, x[i]);
 }
 
 // -- Channel statistics ---------------------------------------------------------------------
 
-constexpr int stats_lanes = 8;          // the CPU's interleaved running sums per block
-constexpr int stats_blocks_per_cta = 8; // CPU blocks handled by one thread block
+using voxel::stats_lanes;
+constexpr int stats_blocks_per_cta = 8;  // CPU blocks handled by one thread block
 
-/// Thread (block b, lane l) sums elements begin + l, begin + l + 8, ... of CPU block b, as
-/// lane l of channel_stats does; lane 0 then takes the tail and folds lanes 1..7 in, in order.
+/// Thread (block b, lane l) makes lane l's partial of CPU block b (voxel::lane_partial); lane 0
+/// then adds the tail and folds lanes 1..7 in, in order, as channel_stats does.
 __global__ void channel_partials_kernel(const float* __restrict__ x, std::int64_t n, std::int64_t blocks,
                                         double* __restrict__ sums, double* __restrict__ squares,
                                         float* __restrict__ mins, float* __restrict__ maxs) {
-  __shared__ double s_sum[stats_blocks_per_cta][stats_lanes], s_sq[stats_blocks_per_cta][stats_lanes];
-  __shared__ float s_lo[stats_blocks_per_cta][stats_lanes], s_hi[stats_blocks_per_cta][stats_lanes];
+  __shared__ voxel::Partial lanes[stats_blocks_per_cta][stats_lanes];
   const int local = static_cast<int>(threadIdx.x) / stats_lanes, lane = static_cast<int>(threadIdx.x) % stats_lanes;
   const std::int64_t block = static_cast<std::int64_t>(blockIdx.x) * stats_blocks_per_cta + local;
   constexpr std::int64_t size = 1 << 14;  // transforms::channel_stats_block
-  const std::int64_t begin = block * size, end = block < blocks ? (n < begin + size ? n : begin + size) : begin;
-  double s = 0, q = 0;
-  float lo = 0, hi = 0;
-  std::int64_t i = begin;
-  if (block < blocks) {
-    lo = hi = x[begin];
-    for (; i + stats_lanes <= end; i += stats_lanes) {
-      const float v = x[i + lane];
-      s = __dadd_rn(s, static_cast<double>(v));
-      q = __dadd_rn(q, __dmul_rn(static_cast<double>(v), static_cast<double>(v)));
-      lo = v < lo ? v : lo;  // std::min(lo, v)
-      hi = hi < v ? v : hi;  // std::max(hi, v)
-    }
-  }
-  s_sum[local][lane] = s;
-  s_sq[local][lane] = q;
-  s_lo[local][lane] = lo;
-  s_hi[local][lane] = hi;
+  const std::int64_t begin = block * size, end = n < begin + size ? n : begin + size;
+  if (block < blocks) lanes[local][lane] = voxel::lane_partial(x, begin, end, lane);
   __syncthreads();
   if (lane != 0 || block >= blocks) return;
-  for (; i < end; ++i) {  // the tail goes to lane 0, after its own elements
-    const float v = x[i];
-    s = __dadd_rn(s, static_cast<double>(v));
-    q = __dadd_rn(q, __dmul_rn(static_cast<double>(v), static_cast<double>(v)));
-    lo = v < lo ? v : lo;
-    hi = hi < v ? v : hi;
-  }
-  for (int l = 1; l < stats_lanes; ++l) {
-    s = __dadd_rn(s, s_sum[local][l]);
-    q = __dadd_rn(q, s_sq[local][l]);
-    lo = s_lo[local][l] < lo ? s_lo[local][l] : lo;
-    hi = hi < s_hi[local][l] ? s_hi[local][l] : hi;
-  }
-  sums[block] = s;
-  squares[block] = q;
-  mins[block] = lo;
-  maxs[block] = hi;
+  voxel::Partial p = lanes[local][0];
+  voxel::add_tail(p, x, voxel::lanes_end(begin, end), end);
+  for (int l = 1; l < stats_lanes; ++l) voxel::fold(p, lanes[local][l]);
+  sums[block] = p.sum;
+  squares[block] = p.square;
+  mins[block] = p.lo;
+  maxs[block] = p.hi;
 }
 
 /// Calls f(L{}) with the label type of `type`.

@@ -3,7 +3,7 @@
 // maps and the per-channel statistics. Type-erased entry points on device pointers, run on
 // the current stream (backends/cuda/stream.hpp), compiled into medseg::cuda from
 // src/backends/cuda/augment.cu. Each repeats the CPU transform's arithmetic in its order
-// (transforms/voxel_sampling.hpp for the sampling; __fmul_rn and friends elsewhere), so the
+// (transforms/voxel_sampling.hpp and voxel_intensity.hpp, with explicit rounding), so the
 // results are the CPU's bits, except where a C library function (logf, cosf, sinf, powf)
 // rounds differently in its last bit.
 #pragma once
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../core/dtype.hpp"
+#include "../../transforms/voxel_intensity.hpp"
 #include "../../transforms/voxel_sampling.hpp"
 
 namespace medseg::cuda::detail {
@@ -48,19 +49,8 @@ void gaussian_axis(const float* x, float* y, std::int64_t outer, std::int64_t n,
 /// x[i] += sd * normal i of GaussianNoise's field (seed, stream), in place.
 void add_gaussian_noise(float* x, std::int64_t n, std::uint64_t seed, std::uint64_t stream, float sd);
 
-/// A pointwise intensity map, as the CPU's lambdas in transforms/intensity.hpp compute it.
-struct IntensityMap {
-  enum class Kind : std::uint8_t {
-    multiply,      // v * a
-    shift_scale,   // (v - a) * b
-    contrast,      // r = (v - a) * b + a; clamped to [lo, hi] when clamp
-    gamma,         // pow((v - lo) / (a + eps), b) * a + lo   (a = range, b = gamma, eps = 1e-7f)
-    restore,       // (v - a) * b + c  (retain_stats)
-  };
-  Kind kind = Kind::multiply;
-  float a = 1, b = 1, c = 0, lo = 0, hi = 0;
-  bool clamp = false;
-};
+/// A pointwise intensity map (transforms/voxel_intensity.hpp).
+using IntensityMap = transforms::voxel::IntensityMap;
 /// x[i] = map(x[i]) for n values, in place.
 void map_intensity(float* x, std::int64_t n, const IntensityMap& map);
 
