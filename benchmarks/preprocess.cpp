@@ -7,7 +7,9 @@
 // real volume instead (any format io/ reads). `--device cuda` runs the same cases on the GPU
 // (backends/cuda/preprocess.hpp): per case the CPU at 1 thread and at all threads, the GPU on
 // device-resident data (CUDA events) and with its transfers from and to pinned host memory,
-// against CuPy (cupyx.scipy.ndimage on the same GPU) and SciPy in the same run.
+// against CuPy (cupyx.scipy.ndimage on the same GPU) and SciPy in the same run; its dataset
+// case is `medseg prepare --device cuda` (preprocess/prepare_cuda.hpp), checked against the
+// CPU's files.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -31,6 +33,7 @@
 #include "medseg/preprocess/segmentation_resample.hpp"
 #if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
 #include "medseg/cuda.hpp"
+#include "medseg/preprocess/prepare_cuda.hpp"
 #endif
 
 namespace medseg::bench {
@@ -210,35 +213,28 @@ struct PinnedTensor {
         view(Tensor<T>::wrap(static_cast<T*>(buffer.data()), shape)) {}
 };
 
-/// The dataset case on the GPU: each case read (NIfTI), its image windowed and resampled in one
-/// pass and its labels resampled with order 0 on the device, both written as .npy, cases spread
-/// over the CPU threads (each on its own per-thread stream). Returns milliseconds.
-double gpu_prepare_ms(const std::filesystem::path& raw, const std::filesystem::path& out_dir, std::int64_t out,
-                      const preprocess::HuWindow& window) {
+/// The largest |gpu - cpu| over the prepared images of two `medseg prepare` outputs, and
+/// whether every label file is identical: the GPU path is meant to give the CPU's files.
+std::string compare_prepared(const std::filesystem::path& cpu, const std::filesystem::path& gpu) {
   namespace fs = std::filesystem;
-  using namespace medseg::preprocess;
-  std::vector<fs::path> names;
-  for (const auto& e : fs::directory_iterator(raw / "images")) names.push_back(e.path().filename());
-  std::sort(names.begin(), names.end());
-  fs::create_directories(out_dir / "images");
-  fs::create_directories(out_dir / "labels");
-  const Extent3 target{out, out, out};
-  const auto t0 = std::chrono::steady_clock::now();
-  parallel_for(0, static_cast<std::int64_t>(names.size()), 1, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) {
-      const fs::path& name = names[static_cast<std::size_t>(i)];
-      const auto image = io::read_image_as<std::int16_t>(raw / "images" / name);
-      const auto label = io::read_image_as<std::uint8_t>(raw / "labels" / name);
-      const Extent3 in{image.voxels.size(0), image.voxels.size(1), image.voxels.size(2)};
-      const auto x = resize(image.voxels.to<Cuda>(), target, {.order = 1}, window);
-      const auto y = resize<std::uint8_t>(label.voxels.to<Cuda>(), target, {.order = 0});
-      const io::Geometry g = resized_geometry(image.geometry, in, target, GridMode::corners);
-      const std::string stem = name.string().substr(0, name.string().find('.'));
-      io::write_image(io::Image<float>{x.to<Cpu>(), g}, out_dir / "images" / (stem + ".npy"));
-      io::write_image(io::Image<std::uint8_t>{y.to<Cpu>(), g}, out_dir / "labels" / (stem + ".npy"));
+  double worst = 0;
+  bool labels_equal = true;
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(cpu / "images")) {
+    const auto a = io::read_image_as<float>(e.path()).voxels;
+    const auto b = io::read_image_as<float>(gpu / "images" / e.path().filename()).voxels;
+    if (a.shape() != b.shape()) return "GPU output differs in shape from the CPU's (" + e.path().filename().string() + ")";
+    for (std::int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
+    const fs::path label = cpu / "labels" / e.path().filename();
+    if (fs::exists(label)) {
+      const auto la = io::read_image_as<std::int32_t>(label).voxels.to_vector();
+      const auto lb = io::read_image_as<std::int32_t>(gpu / "labels" / e.path().filename()).voxels.to_vector();
+      labels_equal = labels_equal && la == lb;
     }
-  });
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++files;
+  }
+  return "GPU files vs CPU files (" + std::to_string(files) + " cases): max |image difference| " + fmt(worst, 9) +
+         ", labels " + (labels_equal ? "identical" : "DIFFERENT");
 }
 
 /// Times of one case on every side; ratios are other / GPU (above 1: the GPU is faster).
@@ -415,10 +411,20 @@ std::vector<Result> run_preprocess_cuda(const Options& options) {
     (void)prepare_dataset(config);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   };
+  // `medseg prepare --device cuda` (preprocess/prepare_cuda.hpp): the same config, every
+  // case's ops on the GPU, decoding on all CPU threads meanwhile.
+  auto gpu_prepare = [&](const char* dir) {
+    set_num_threads(all);
+    config.output = root / dir;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)prepare_dataset_on_device(config);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
   prep.cpu_1 = cpu_prepare(1, "cpu1");
   prep.cpu_all = cpu_prepare(all, "cpu");
-  (void)gpu_prepare_ms(root / "raw", root / "gpu_warmup", out, window);  // first use of each allocation size
-  prep.gpu = gpu_prepare_ms(root / "raw", root / "gpu", out, window);
+  (void)gpu_prepare("gpu_warmup");  // first use of each allocation size and pinned buffer
+  prep.gpu = gpu_prepare("gpu");
+  const std::string agreement = compare_prepared(root / "cpu", root / "gpu");
   std::string prep_why;
   const auto prep_peer = run_python_peer("preprocess_cupy.py", {"prepare", (root / "raw").string(), (root / "peer").string(),
                                                                o}, prep_why);
@@ -430,9 +436,10 @@ std::vector<Result> run_preprocess_cuda(const Options& options) {
   prep.cupy = prep_ms("cupy");
   prep.scipy = prep_ms("scipy");
   results.push_back(gpu_result(prep, cupy_name, all,
-                               "; ours end to end on the GPU at " + std::to_string(all) +
+                               "; ours: medseg prepare --device cuda at " + std::to_string(all) +
                                    " threads (GPU with transfers: n/a, transfers included); peers serial, as "
-                                   "MedicalSeg's prepare" + (prep_peer ? std::string() : " (" + prep_why + ")")));
+                                   "MedicalSeg's prepare" + (prep_peer ? std::string() : " (" + prep_why + ")") +
+                                   "; " + agreement));
   set_num_threads(all);
   return results;
 }

@@ -3,7 +3,9 @@
 // per-case geometry, seeded splits, a rerun that skips finished cases, the config errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include <unistd.h>
@@ -283,4 +285,50 @@ TEST_CASE("the ready-made prepare configs parse") {
     ++n;
   }
   CHECK(n >= 4);
+}
+
+TEST_CASE("prepare_dataset with its own per-case function: called once per case to do, resumes the same") {
+  // The seam `medseg prepare --device cuda` plugs into: the function prepares what is not done
+  // yet, and its meta drives lists and dataset.json as the CPU's does.
+  const fs::path root = fresh_dir("preparer");
+  fs::create_directories(root / "raw/images");
+  fs::create_directories(root / "raw/labels");
+  for (const char* name : {"a_001", "a_002", "a_003"}) write_case(root / "raw/images", root / "raw/labels", name, ".nii", 6);
+  const PrepareConfig config = parse_prepare_config(
+      nlohmann::json::parse(R"({"input": {"images": "raw/images", "labels": "raw/labels"}, "output": "out",
+                                "image_ops": [{"op": "resample", "shape": [4, 8, 8]}],
+                                "label_ops": [{"op": "resample", "order": 0}], "split": {"val": 0, "test": 0}})"),
+      root, "test");
+  std::mutex mutex;
+  std::vector<std::string> called;
+  const CasePreparer counting = [&](const PrepareConfig& c, const CaseSource& src, CaseReport& report,
+                                    const std::optional<CtStats>& ct) {
+    {
+      std::lock_guard lock(mutex);
+      called.push_back(src.name);
+    }
+    if (src.name == "a_002") throw Error{{.where = "case a_002", .field = "test", .expected = "-", .actual = "a failure"}};
+    return preprocess::detail::prepare_case(c, src, report, ct);
+  };
+  const PrepareReport first = prepare_dataset(config, nullptr, counting);
+  std::sort(called.begin(), called.end());
+  CHECK(called == std::vector<std::string>{"a_001", "a_002", "a_003"});
+  CHECK(first.count(CaseReport::Status::prepared) == 2);
+  CHECK(first.count(CaseReport::Status::failed) == 1);
+  CHECK(read_lines(root / "out/train_list.txt").size() == 2);
+  // The same files as the CPU's own path.
+  const PrepareReport plain = prepare_dataset(parse_prepare_config(
+      nlohmann::json::parse(R"({"input": {"images": "raw/images", "labels": "raw/labels"}, "output": "plain",
+                                "image_ops": [{"op": "resample", "shape": [4, 8, 8]}],
+                                "label_ops": [{"op": "resample", "order": 0}], "split": {"val": 0, "test": 0}})"),
+      root, "test"));
+  CHECK(plain.count(CaseReport::Status::prepared) == 3);
+  CHECK(io::read_image_as<float>(root / "out/images/a_003.npy").voxels.to_vector() ==
+        io::read_image_as<float>(root / "plain/images/a_003.npy").voxels.to_vector());
+  // A rerun asks only for the case that failed.
+  called.clear();
+  const PrepareReport second = prepare_dataset(config, nullptr, counting);
+  CHECK(called == std::vector<std::string>{"a_002"});
+  CHECK(second.count(CaseReport::Status::skipped) == 2);
+  fs::remove_all(root);
 }

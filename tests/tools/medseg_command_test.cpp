@@ -1,7 +1,9 @@
 // The medseg command as a user runs it: exit codes, help, version, bench.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unistd.h>
@@ -80,5 +82,35 @@ TEST_CASE("medseg bench preprocess --input measures the given volume; benchmarks
   auto missing = run_medseg("bench preprocess --quick --input " + (dir / "nosuch.nii.gz").string());
   CHECK(missing.code == 1);
   CHECK_THAT(missing.out, Catch::Contains("nosuch.nii.gz"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("medseg prepare --device: cpu or cuda, and cuda says what it lacks") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("medseg_prepare_device_" + std::to_string(getpid()));
+  fs::create_directories(dir / "raw/images");
+  auto ct = medseg::Tensor<std::int16_t>::zeros({6, 7, 8});
+  ct.data()[100] = 300;
+  medseg::io::write_image(medseg::io::AnyImage{medseg::io::Image<std::int16_t>{ct, {}}}, dir / "raw/images/a.nii");
+  std::ofstream(dir / "prep.json") << R"({"input": {"images": "raw/images"}, "output": "out",
+                                          "image_ops": [{"op": "resample", "shape": [4, 4, 4]}]})";
+  auto bad = run_medseg("prepare --quiet --device tpu --config " + (dir / "prep.json").string());
+  CHECK(bad.code == 1);
+  CHECK_THAT(bad.out, Catch::Contains("cpu or cuda") && Catch::Contains("tpu"));
+
+  auto cuda = run_medseg("prepare --quiet --device cuda --config " + (dir / "prep.json").string());
+  INFO(cuda.out);
+  if (cuda.code == 0) {
+    CHECK(fs::exists(dir / "out/images/a.npy"));  // a CUDA build on a machine with a GPU
+  } else {
+    // One clear error, before any output: a build without CUDA, or no GPU here.
+    CHECK(cuda.code == 1);
+    CHECK((cuda.out.find("built without CUDA") != std::string::npos ||
+           cuda.out.find("no NVIDIA driver or no visible GPU") != std::string::npos));
+    CHECK_FALSE(fs::exists(dir / "out"));
+  }
+  auto cpu = run_medseg("prepare --quiet --device cpu --config " + (dir / "prep.json").string());
+  CHECK(cpu.code == 0);
+  CHECK(fs::exists(dir / "out/images/a.npy"));
   fs::remove_all(dir);
 }

@@ -114,6 +114,15 @@ struct PrepareReport {
 /// dataset.json over the cases that are done. `progress` (may be null) gets a progress bar.
 PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress = nullptr);
 
+/// How one case is prepared: reads `source`, runs the config's steps, writes the case's files
+/// (detail::write_case) and returns its meta, filling the report's shapes and spacings. The
+/// CPU's is detail::prepare_case; preprocess/prepare_cuda.hpp has the GPU's.
+using CasePreparer = std::function<nlohmann::json(const PrepareConfig& config, const CaseSource& source,
+                                                  CaseReport& report, const std::optional<CtStats>& dataset_ct)>;
+/// prepare_dataset with each case prepared by `prepare_case`; everything else (discovery,
+/// fingerprint, resuming, lists, dataset.json) is the same.
+PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress, const CasePreparer& prepare_case);
+
 /// The summary table: one row per case, then the failures with their errors.
 void print_summary(const PrepareReport& report, std::ostream& out);
 
@@ -334,6 +343,9 @@ inline std::int64_t PrepareReport::count(CaseReport::Status s) const {
 
 namespace detail {
 
+inline nlohmann::json write_case(const PrepareConfig& config, const CaseSource& src, CaseReport& report,
+                                 const CaseData& data, const nlohmann::json& original);
+
 /// Prepares one case and writes its files; the case's meta file goes last and marks it done.
 inline nlohmann::json prepare_case(const PrepareConfig& config, const CaseSource& src, CaseReport& report,
                                    const std::optional<CtStats>& dataset_ct) {
@@ -357,6 +369,13 @@ inline nlohmann::json prepare_case(const PrepareConfig& config, const CaseSource
   }
   const nlohmann::json original = geometry_json(original_geometry, report.input_shape);
   apply_steps(data, config.image_steps, config.label_steps, where, done_steps);
+  return write_case(config, src, report, data, original);
+}
+
+/// Writes a prepared case's image, label (as config.label_dtype) and meta (last: it marks the
+/// case done), and fills the report's output shape and spacing. Returns the meta.
+inline nlohmann::json write_case(const PrepareConfig& config, const CaseSource& src, CaseReport& report,
+                                 const CaseData& data, const nlohmann::json& original) {
   report.output_shape = data.image.voxels.shape();
   report.output_spacing = data.image.geometry.spacing;
 
@@ -428,6 +447,11 @@ inline void draw_progress(std::ostream& out, std::int64_t done, std::int64_t tot
 }  // namespace detail
 
 inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress) {
+  return prepare_dataset(config, progress, detail::prepare_case);
+}
+
+inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress,
+                                     const CasePreparer& prepare_case) {
   const auto start = std::chrono::steady_clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   const auto cases = discover_cases(config.input);
@@ -472,7 +496,7 @@ inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* 
           r.input_spacing = detail::vec3_of(m.at("original").at("spacing"));
           r.output_spacing = detail::vec3_of(m.at("prepared").at("spacing"));
         } else {
-          metas[static_cast<std::size_t>(i)] = detail::prepare_case(config, src, r, dataset_ct);
+          metas[static_cast<std::size_t>(i)] = prepare_case(config, src, r, dataset_ct);
           r.status = CaseReport::Status::prepared;
         }
       } catch (const std::exception& ex) {

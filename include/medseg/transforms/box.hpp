@@ -37,6 +37,11 @@ inline std::array<std::int64_t, 2> start_range(std::int64_t n, std::int64_t size
 template <class L>
 Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng,
                    const Index3& pad = {0, 0, 0});
+/// The same for a volume of extent `n` with label map `label` [1,D,H,W] (host memory; may be
+/// undefined): the draws do not need the image.
+template <class L>
+Index3 patch_start(const Index3& n, const Tensor<L>& label, const Index3& size, float foreground_fraction,
+                   RandomStream& rng, const Index3& pad = {0, 0, 0});
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -86,8 +91,13 @@ void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size) {
 template <class L>
 Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground_fraction, RandomStream& rng,
                    const Index3& pad) {
-  const Index3 n = s.spatial();
-  const bool force = rng.bernoulli(foreground_fraction) && s.label.defined();
+  return patch_start(s.spatial(), s.label, size, foreground_fraction, rng, pad);
+}
+
+template <class L>
+Index3 patch_start(const Index3& n, const Tensor<L>& label, const Index3& size, float foreground_fraction,
+                   RandomStream& rng, const Index3& pad) {
+  const bool force = rng.bernoulli(foreground_fraction) && label.defined();
   const std::uint32_t class_pick = rng.next_u32();
   const std::uint32_t voxel_pick = rng.next_u32();
   Index3 begin{};
@@ -97,8 +107,8 @@ Index3 patch_start(const BasicSample<L>& s, const Index3& size, float foreground
   }
   if (force) {
     // Count voxels per class, choose a present foreground class, then its voxel_pick-th voxel.
-    const L* l = s.label.data();
-    const std::int64_t total = s.label.numel();
+    const L* l = label.data();
+    const std::int64_t total = label.numel();
     std::vector<std::int64_t> counts;
     for (std::int64_t i = 0; i < total; ++i) {
       const auto id = static_cast<std::int64_t>(l[i]);

@@ -24,12 +24,15 @@ using Index3 = std::array<std::int64_t, 3>;
 /// One training sample. `image` is float [C,D,H,W], contiguous; `label` is an integral map
 /// [1,D,H,W] of the same spatial size, or undefined for unlabelled data. Transforms replace
 /// the tensors (they never write into storage another sample may share, such as a cache).
-template <class L = std::uint8_t>
+/// BasicSample<L, Cuda> is a sample on the GPU: the transforms that have a GPU version
+/// (transforms/cuda.hpp) take it and draw the same random numbers as on the CPU.
+template <class L = std::uint8_t, class B = Cpu>
 struct BasicSample {
   static_assert(std::is_integral_v<L>, "medseg: a sample's label map holds class ids: use an integral type (uint8, int16)");
   using label_type = L;
-  Tensor<float> image;
-  Tensor<L> label;
+  using backend = B;
+  Tensor<float, B> image;
+  Tensor<L, B> label;
 
   std::int64_t channels() const { return image.size(0); }
   Index3 spatial() const { return {image.size(1), image.size(2), image.size(3)}; }
@@ -39,24 +42,37 @@ using Sample = BasicSample<std::uint8_t>;
 /// A transform: `t.apply(sample, rng)` changes the sample in place. What the compiler cannot
 /// check: a spatial transform moves image and label together, and never interpolates label
 /// ids linearly (nearest, or per-class one-hot); random choices come only from `rng`.
-template <class T, class L = std::uint8_t>
-concept Transform = requires(const T& t, BasicSample<L>& s, RandomStream& rng) {
+template <class T, class L = std::uint8_t, class B = Cpu>
+concept Transform = requires(const T& t, BasicSample<L, B>& s, RandomStream& rng) {
   { t.apply(s, rng) } -> std::same_as<void>;
 };
 
-/// Transforms applied in order, the i-th with rng.substream(i). Built with `|`.
+/// Where the GPU version of a transform is: a transform's apply on a BasicSample<L, Cuda>
+/// calls apply_on_device(transform, sample, rng), which transforms/cuda.hpp overloads per
+/// transform (found by argument-dependent lookup). Without that header this one is chosen,
+/// and says so.
+template <class T, class L, class B>
+void apply_on_device(const T&, BasicSample<L, B>&, RandomStream&) {
+  static_assert(sizeof(T) == 0, "medseg: this transform on a GPU sample (BasicSample<L, Cuda>) needs its GPU "
+                                "version: #include <medseg/transforms/cuda.hpp> and link medseg::cuda. Transforms "
+                                "with one: SpatialTransform, GaussianNoise, GaussianBlur, MultiplicativeBrightness, "
+                                "Contrast, Gamma, Normalize");
+}
+
+/// Transforms applied in order, the i-th with rng.substream(i). Built with `|`. Works on CPU
+/// and on GPU samples alike when every part has that sample's version.
 template <class... Ts>
 struct Compose {
   std::tuple<Ts...> parts;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const {
+  template <class L, class B>
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
     apply_from<0>(s, rng);
   }
 
  private:
-  template <std::size_t I, class L>
-  void apply_from(BasicSample<L>& s, RandomStream& rng) const {
+  template <std::size_t I, class L, class B>
+  void apply_from(BasicSample<L, B>& s, RandomStream& rng) const {
     if constexpr (I < sizeof...(Ts)) {
       RandomStream own = rng.substream(I);
       std::get<I>(parts).apply(s, own);
@@ -71,8 +87,8 @@ struct Maybe {
   float p = 1.0f;
   T transform;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const {
+  template <class L, class B>
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
     if (rng.bernoulli(p)) transform.apply(s, rng);
   }
 };
@@ -118,8 +134,8 @@ struct Range {
 // Checks every transform runs first.
 
 /// Throws unless `s` is a float [C,D,H,W] contiguous image with a [1,D,H,W] label (or none).
-template <class L>
-void check_sample(const BasicSample<L>& s, const char* where) {
+template <class L, class B>
+void check_sample(const BasicSample<L, B>& s, const char* where) {
   require(s.image.defined() && s.image.rank() == 4 && s.image.is_contiguous(), [&] {
     return ErrorInfo{.where = where, .field = "sample.image", .expected = "a contiguous float tensor [C,D,H,W]",
                      .actual = s.image.defined() ? s.image.layout().to_string() : "an undefined tensor"};

@@ -5,8 +5,11 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
+#include <vector>
 
 #include "concepts.hpp"
 #include "filter.hpp"
@@ -21,6 +24,21 @@ struct GaussianNoise {
   Range sigma{0.0f, 0.1f};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+
+  /// One apply's draws: whether it fires, the standard deviation, and the per-voxel stream
+  /// (voxels 4k..4k+3 take Philox block k of it).
+  struct Draw {
+    bool fire = false;
+    float sd = 0;
+    RandomStream field{0, 0};
+  };
+  Draw draw(RandomStream& rng) const;
 };
 
 /// With probability p, each channel with probability p_per_channel blurred with a sigma drawn
@@ -31,6 +49,19 @@ struct GaussianBlur {
   float p_per_channel = 0.5f;
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+
+  /// One apply's draws: per channel, whether it is blurred and its sigmas (empty: not fired).
+  struct ChannelDraw {
+    bool blur = false;
+    std::array<double, 3> sigma{};
+  };
+  std::vector<ChannelDraw> draw(RandomStream& rng, std::int64_t channels) const;
 };
 
 /// With probability p, each channel multiplied by a factor uniform in `factor`.
@@ -39,6 +70,14 @@ struct MultiplicativeBrightness {
   Range factor{0.75f, 1.25f};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws: the factor of each channel (empty: not fired).
+  std::vector<float> draw(RandomStream& rng, std::int64_t channels) const;
 };
 
 /// With probability p, each channel x -> (x - mean) * f + mean, f uniform in `factor`; with
@@ -49,6 +88,14 @@ struct Contrast {
   bool preserve_range = true;
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws: the factor of each channel (empty: not fired).
+  std::vector<float> draw(RandomStream& rng, std::int64_t channels) const;
 };
 
 /// With probability p, each channel x -> ((x - min) / range)^gamma * range + min. gamma is
@@ -62,6 +109,14 @@ struct Gamma {
   bool retain_stats = true;
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws: the gamma of each channel (empty: not fired).
+  std::vector<float> draw(RandomStream& rng, std::int64_t channels) const;
 };
 
 /// MedicalSeg's normalisation, always applied: each channel divided by its max |x|
@@ -71,6 +126,12 @@ struct Normalize {
   Mode mode = Mode::zscore;
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, per-voxel work on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
 };
 
 /// Mean, standard deviation (population), min and max of one channel, in double.
@@ -78,6 +139,16 @@ struct ChannelStats {
   double mean = 0, std = 0, min = 0, max = 0;
 };
 ChannelStats channel_stats(const float* x, std::int64_t n);
+
+/// channel_stats in two halves, so another backend can compute the first: the partials of
+/// each block of channel_stats_block values (eight interleaved running sums, combined in
+/// order), then their serial combination.
+inline constexpr std::int64_t channel_stats_block = 1 << 14;
+struct ChannelPartials {
+  std::vector<double> sums, squares;
+  std::vector<float> mins, maxs;
+};
+ChannelStats finish_channel_stats(const ChannelPartials& parts, std::int64_t n);
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -99,10 +170,9 @@ inline float* writable_image(Tensor<float>& image) {
 }  // namespace detail
 
 inline ChannelStats channel_stats(const float* x, std::int64_t n) {
-  ChannelStats r;
-  if (n == 0) return r;
+  if (n == 0) return {};
   // Blocks of fixed size summed in order: the result does not depend on the thread count.
-  constexpr std::int64_t block = 1 << 14;
+  constexpr std::int64_t block = channel_stats_block;
   const std::int64_t blocks = (n + block - 1) / block;
   std::vector<double> sums(static_cast<std::size_t>(blocks)), squares(sums.size());
   std::vector<float> mins(sums.size()), maxs(sums.size());
@@ -143,25 +213,76 @@ inline ChannelStats channel_stats(const float* x, std::int64_t n) {
       maxs[static_cast<std::size_t>(k)] = hi[0];
     }
   });
+  return finish_channel_stats({std::move(sums), std::move(squares), std::move(mins), std::move(maxs)}, n);
+}
+
+inline ChannelStats finish_channel_stats(const ChannelPartials& parts, std::int64_t n) {
+  ChannelStats r;
+  if (n == 0 || parts.sums.empty()) return r;
   double s = 0, q = 0;
-  for (std::size_t k = 0; k < sums.size(); ++k) {
-    s += sums[k];
-    q += squares[k];
+  for (std::size_t k = 0; k < parts.sums.size(); ++k) {
+    s += parts.sums[k];
+    q += parts.squares[k];
   }
   r.mean = s / static_cast<double>(n);
   r.std = std::sqrt(std::max(0.0, q / static_cast<double>(n) - r.mean * r.mean));
-  r.min = *std::min_element(mins.begin(), mins.end());
-  r.max = *std::max_element(maxs.begin(), maxs.end());
+  r.min = *std::min_element(parts.mins.begin(), parts.mins.end());
+  r.max = *std::max_element(parts.maxs.begin(), parts.maxs.end());
   return r;
+}
+
+// The draws, shared by the CPU and the GPU versions: made in the order the transforms of
+// batchgenerators make them, every one drawn whether it fires or not.
+
+inline GaussianNoise::Draw GaussianNoise::draw(RandomStream& rng) const {
+  const bool fired = rng.bernoulli(p);
+  const float sd = sigma.draw(rng);
+  const RandomStream field = rng.substream(0);
+  return {fired && sd != 0.0f, sd, field};
+}
+
+inline std::vector<GaussianBlur::ChannelDraw> GaussianBlur::draw(RandomStream& rng, std::int64_t channels) const {
+  std::vector<ChannelDraw> d;
+  if (!rng.bernoulli(p)) return d;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const bool blur = rng.bernoulli(p_per_channel);
+    const std::array<double, 3> sig{sigma.draw(rng), sigma.draw(rng), sigma.draw(rng)};
+    d.push_back({blur, sig});
+  }
+  return d;
+}
+
+inline std::vector<float> MultiplicativeBrightness::draw(RandomStream& rng, std::int64_t channels) const {
+  std::vector<float> f;
+  if (!rng.bernoulli(p)) return f;
+  for (std::int64_t c = 0; c < channels; ++c) f.push_back(factor.draw(rng));
+  return f;
+}
+
+inline std::vector<float> Contrast::draw(RandomStream& rng, std::int64_t channels) const {
+  std::vector<float> f;
+  if (!rng.bernoulli(p)) return f;
+  for (std::int64_t c = 0; c < channels; ++c) f.push_back(factor.draw(rng));
+  return f;
+}
+
+inline std::vector<float> Gamma::draw(RandomStream& rng, std::int64_t channels) const {
+  std::vector<float> g;
+  if (!rng.bernoulli(p)) return g;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const bool below_one = rng.uniform() < 0.5f && gamma.low < 1.0f;
+    g.push_back(below_one ? rng.uniform(gamma.low, 1.0f) : rng.uniform(std::max(gamma.low, 1.0f), gamma.high));
+  }
+  return g;
 }
 
 template <class L>
 void GaussianNoise::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::GaussianNoise");
-  const bool fire = rng.bernoulli(p);
-  const float sd = sigma.draw(rng);
-  const RandomStream field = rng.substream(0);
-  if (!fire || sd == 0.0f) return;
+  const Draw d = draw(rng);
+  if (!d.fire) return;
+  const float sd = d.sd;
+  const RandomStream field = d.field;
   float* x = detail::writable_image(s.image);
   const std::int64_t n = s.image.numel();
   // Voxels 4k..4k+3 take block k of the field's stream, through Box-Muller in float: an
@@ -186,16 +307,14 @@ void GaussianNoise::apply(BasicSample<L>& s, RandomStream& rng) const {
 template <class L>
 void GaussianBlur::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::GaussianBlur");
-  if (!rng.bernoulli(p)) return;
-  const std::int64_t channels = s.channels();
+  const auto draws = draw(rng, s.channels());
   Tensor<float> out;
-  for (std::int64_t c = 0; c < channels; ++c) {
-    const bool blur = rng.bernoulli(p_per_channel);
-    const std::array<double, 3> sig{sigma.draw(rng), sigma.draw(rng), sigma.draw(rng)};
-    if (!blur) continue;
+  for (std::int64_t c = 0; c < static_cast<std::int64_t>(draws.size()); ++c) {
+    const auto& d = draws[static_cast<std::size_t>(c)];
+    if (!d.blur) continue;
     if (!out.defined()) out = s.image.clone();
     auto channel = out.slice(0, c, c + 1);
-    channel.copy_from(gaussian_filter(channel, sig));
+    channel.copy_from(gaussian_filter(channel, d.sigma));
   }
   if (out.defined()) s.image = out;
 }
@@ -203,11 +322,12 @@ void GaussianBlur::apply(BasicSample<L>& s, RandomStream& rng) const {
 template <class L>
 void MultiplicativeBrightness::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::MultiplicativeBrightness");
-  if (!rng.bernoulli(p)) return;
+  const auto factors = draw(rng, s.channels());
+  if (factors.empty()) return;
   float* x = detail::writable_image(s.image);
   const std::int64_t plane = s.image.numel() / s.channels();
   for (std::int64_t c = 0; c < s.channels(); ++c) {
-    const float f = factor.draw(rng);
+    const float f = factors[static_cast<std::size_t>(c)];
     detail::map_inplace(x + c * plane, plane, [f](float v) { return v * f; });
   }
 }
@@ -215,11 +335,12 @@ void MultiplicativeBrightness::apply(BasicSample<L>& s, RandomStream& rng) const
 template <class L>
 void Contrast::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::Contrast");
-  if (!rng.bernoulli(p)) return;
+  const auto factors = draw(rng, s.channels());
+  if (factors.empty()) return;
   float* x = detail::writable_image(s.image);
   const std::int64_t plane = s.image.numel() / s.channels();
   for (std::int64_t c = 0; c < s.channels(); ++c) {
-    const float f = factor.draw(rng);
+    const float f = factors[static_cast<std::size_t>(c)];
     const ChannelStats st = channel_stats(x + c * plane, plane);
     const auto mean = static_cast<float>(st.mean), lo = static_cast<float>(st.min), hi = static_cast<float>(st.max);
     detail::map_inplace(x + c * plane, plane, [&](float v) {
@@ -232,13 +353,13 @@ void Contrast::apply(BasicSample<L>& s, RandomStream& rng) const {
 template <class L>
 void Gamma::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::Gamma");
-  if (!rng.bernoulli(p)) return;
+  const auto gammas = draw(rng, s.channels());
+  if (gammas.empty()) return;
   float* x = detail::writable_image(s.image);
   const std::int64_t plane = s.image.numel() / s.channels();
   const float sign = invert ? -1.0f : 1.0f;
   for (std::int64_t c = 0; c < s.channels(); ++c) {
-    const bool below_one = rng.uniform() < 0.5f && gamma.low < 1.0f;
-    const float g = below_one ? rng.uniform(gamma.low, 1.0f) : rng.uniform(std::max(gamma.low, 1.0f), gamma.high);
+    const float g = gammas[static_cast<std::size_t>(c)];
     float* xc = x + c * plane;
     if (invert) detail::map_inplace(xc, plane, [](float v) { return -v; });
     const ChannelStats st = channel_stats(xc, plane);

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <numbers>
 
@@ -88,6 +89,28 @@ struct SpatialTransform {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): the same draws, made here on the host
+  /// by draw(), then the sampling pass on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+
+  /// Everything one apply draws before its elastic field, in the order it draws it.
+  struct Draw {
+    Index3 out{}, crop_begin{};
+    bool rotate = false, zoom = false, deform = false;
+    double alpha = 0, sigma = 0;
+    SamplingGrid grid;  // without its displacement (drawn after, from the same rng)
+    /// Nothing fired: the grid is a whole-voxel crop, begin() where it starts.
+    bool exact_crop() const { return !rotate && !zoom && !deform; }
+    Index3 begin() const;
+  };
+  /// The draws of one apply to a sample of extent `spatial` whose label is `label` (host
+  /// memory; only read, and only for a foreground crop; may be undefined).
+  template <class L>
+  Draw draw(const Index3& spatial, const Tensor<L>& label, RandomStream& rng) const;
 };
 
 /// Isotropic (or per-axis) zoom about the centre with probability p; keeps the size.
@@ -434,10 +457,16 @@ inline Tensor<float> elastic_displacement(const Index3& size, double alpha, doub
   return smooth;
 }
 
+inline Index3 SpatialTransform::Draw::begin() const {
+  Index3 b{};
+  for (int k = 0; k < 3; ++k) b[k] = static_cast<std::int64_t>(grid.in_center[k] - grid.out_center[k]);
+  return b;
+}
+
 template <class L>
-void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
-  check_sample(s, "transforms::SpatialTransform");
-  Index3 in = s.spatial(), crop_begin{0, 0, 0};
+SpatialTransform::Draw SpatialTransform::draw(const Index3& spatial, const Tensor<L>& label, RandomStream& rng) const {
+  Draw d;
+  Index3 in = spatial;
   if (crop_size[0] > 0 || crop_size[1] > 0 || crop_size[2] > 0) {
     require(crop_size[0] > 0 && crop_size[1] > 0 && crop_size[2] > 0, [&] {
       return ErrorInfo{.where = "transforms::SpatialTransform", .field = "crop_size",
@@ -448,40 +477,46 @@ void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
     // patch, so the final patch's centre covers the whole volume, borders included.
     Index3 margin{};
     for (int k = 0; k < 3; ++k) margin[k] = patch_size[k] > 0 ? std::max<std::int64_t>(0, crop_size[k] - patch_size[k]) : 0;
-    crop_begin = patch_start(s, crop_size, foreground_fraction, rng, margin);
+    d.crop_begin = patch_start(spatial, label, crop_size, foreground_fraction, rng, margin);
     in = crop_size;
   }
-  Index3 out = patch_size;
+  d.out = patch_size;
   for (int k = 0; k < 3; ++k)
-    if (out[k] <= 0) out[k] = in[k];
+    if (d.out[k] <= 0) d.out[k] = in[k];
   // Every decision is drawn, fired or not, so later draws never shift.
-  const bool rotate = rng.bernoulli(p_rotation);
+  d.rotate = rng.bernoulli(p_rotation);
   const double to_rad = std::numbers::pi / 180.0;
   const double angles[3] = {angle_degrees[0].draw(rng) * to_rad, angle_degrees[1].draw(rng) * to_rad,
                             angle_degrees[2].draw(rng) * to_rad};
-  const bool zoom = rng.bernoulli(p_scale);
+  d.zoom = rng.bernoulli(p_scale);
   const double f0 = scale.draw(rng), f1 = anisotropic_scale ? scale.draw(rng) : f0,
                f2 = anisotropic_scale ? scale.draw(rng) : f0;
-  const bool deform = rng.bernoulli(p_elastic);
-  const double alpha = elastic_alpha.draw(rng), sigma = elastic_sigma.draw(rng);
+  d.deform = rng.bernoulli(p_elastic);
+  d.alpha = elastic_alpha.draw(rng);
+  d.sigma = elastic_sigma.draw(rng);
 
   Mat3 matrix;
-  if (rotate)  // about D (the H-W plane), then H (D-W), then W (D-H), as batchgenerators does
+  if (d.rotate)  // about D (the H-W plane), then H (D-W), then W (D-H), as batchgenerators does
     matrix = Mat3::plane_rotation(1, 2, angles[0]) * Mat3::plane_rotation(0, 2, angles[1]) *
              Mat3::plane_rotation(0, 1, angles[2]);
-  if (zoom) matrix = matrix * Mat3::diagonal(f0, f1, f2);
-  SamplingGrid grid = SamplingGrid::centered(in, out, matrix);
-  for (int k = 0; k < 3; ++k) grid.in_center[k] += static_cast<double>(crop_begin[k]);
-  if (deform) grid.displacement = elastic_displacement(out, alpha, sigma, rng);
-  if (!rotate && !zoom && !deform) {
+  if (d.zoom) matrix = matrix * Mat3::diagonal(f0, f1, f2);
+  d.grid = SamplingGrid::centered(in, d.out, matrix);
+  for (int k = 0; k < 3; ++k) d.grid.in_center[k] += static_cast<double>(d.crop_begin[k]);
+  return d;
+}
+
+template <class L>
+void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::SpatialTransform");
+  Draw d = draw(s.spatial(), s.label, rng);
+  if (d.deform) d.grid.displacement = elastic_displacement(d.out, d.alpha, d.sigma, rng);
+  if (d.exact_crop()) {
     // Nothing fired: the grid is a whole-voxel crop, done as one copy per row.
-    if (out == s.spatial() && crop_begin == Index3{0, 0, 0}) return;
-    Index3 begin{};
-    for (int k = 0; k < 3; ++k) begin[k] = static_cast<std::int64_t>(grid.in_center[k] - grid.out_center[k]);
-    crop_or_pad(s, begin, out);
+    if (d.out == s.spatial() && d.crop_begin == Index3{0, 0, 0}) return;
+    crop_or_pad(s, d.begin(), d.out);
     return;
   }
-  resample(s, grid, image_interpolation, label_interpolation);
+  resample(s, d.grid, image_interpolation, label_interpolation);
 }
 
 template <class L>

@@ -1,0 +1,204 @@
+// The per-voxel arithmetic of the spatial transform's sampling pass (spatial.hpp's walk_grid,
+// ImageSampler and LabelSampler) and of the Gaussian noise, written once as host-device
+// functions: the CUDA kernels (src/backends/cuda/augment.cu) run them, and the CPU tests
+// (tests/transforms/voxel_sampling_test.cpp) hold their host build to the CPU transforms bit
+// for bit, so the GPU's logic is checked even where there is no GPU. Every product and sum
+// goes through mul/add below: CUDA's round-to-nearest intrinsics in device code (nvcc never
+// contracts those into FMAs), plain operators on the host (medseg builds with
+// -ffp-contract=off); each rounds where the CPU code rounds, in the same order.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "../core/host_device.hpp"
+
+namespace medseg::transforms::voxel {
+
+// -- Arithmetic with the CPU's rounding -------------------------------------------------------
+
+MEDSEG_HOST_DEVICE float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+MEDSEG_HOST_DEVICE float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+MEDSEG_HOST_DEVICE float sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+MEDSEG_HOST_DEVICE double mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+MEDSEG_HOST_DEVICE double add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+MEDSEG_HOST_DEVICE double sub(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+// -- Where an output voxel reads ------------------------------------------------------------
+
+/// spatial.hpp's SamplingGrid as plain data: input(o) = m * (o - out_center) + in_center
+/// (+ the displacement, when there is one), in (D, H, W) voxels.
+struct GridSpec {
+  std::int64_t out[3];
+  double m[3][3];
+  double out_center[3], in_center[3];
+};
+
+/// The input coordinate of output voxel (z, y, x), as walk_grid computes it: the row's start
+/// (matrix times the row's offset), plus x times the matrix's W column, plus the displacement
+/// at output offset `at` (null: none; components `plane` apart).
+MEDSEG_HOST_DEVICE void grid_point(const GridSpec& g, std::int64_t z, std::int64_t y, std::int64_t x, const float* disp,
+                                   std::int64_t at, std::int64_t plane, double p[3]) {
+  const double dz = sub(static_cast<double>(z), g.out_center[0]);
+  const double dy = sub(static_cast<double>(y), g.out_center[1]);
+  const double dx = -g.out_center[2];
+  const double xd = static_cast<double>(x);
+  for (int k = 0; k < 3; ++k) {
+    const double start = add(add(add(mul(g.m[k][0], dz), mul(g.m[k][1], dy)), mul(g.m[k][2], dx)), g.in_center[k]);
+    p[k] = add(start, mul(xd, g.m[k][2]));
+    if (disp) p[k] = add(p[k], static_cast<double>(disp[k * plane + at]));
+  }
+}
+
+// -- Image samples --------------------------------------------------------------------------
+
+/// A [D,H,W] volume of one channel.
+struct Volume {
+  const float* data;
+  std::int64_t d, h, w;
+};
+
+/// The nearest voxel's offset in a d x h x w grid, or -1 outside (reads 0).
+MEDSEG_HOST_DEVICE std::int64_t nearest_offset(double z, double y, double x, std::int64_t d, std::int64_t h,
+                                               std::int64_t w) {
+  const auto iz = static_cast<std::int64_t>(::floor(add(z, 0.5))), iy = static_cast<std::int64_t>(::floor(add(y, 0.5))),
+             ix = static_cast<std::int64_t>(::floor(add(x, 0.5)));
+  const bool inside = iz >= 0 && iz < d && iy >= 0 && iy < h && ix >= 0 && ix < w;
+  return inside ? (iz * h + iy) * w + ix : -1;
+}
+
+/// The lowest corner of a point's 2 x 2 x 2 neighbourhood and the point's fractions in it.
+struct Corner {
+  std::int64_t z0, y0, x0;
+  double tz, ty, tx;
+};
+MEDSEG_HOST_DEVICE Corner corner_of(double z, double y, double x) {
+  const double fz = ::floor(z), fy = ::floor(y), fx = ::floor(x);
+  return {static_cast<std::int64_t>(fz), static_cast<std::int64_t>(fy), static_cast<std::int64_t>(fx), sub(z, fz),
+          sub(y, fy), sub(x, fx)};
+}
+MEDSEG_HOST_DEVICE bool corner_inside(const Corner& c, std::int64_t d, std::int64_t h, std::int64_t w) {
+  return c.z0 >= 0 && c.z0 + 1 < d && c.y0 >= 0 && c.y0 + 1 < h && c.x0 >= 0 && c.x0 + 1 < w;
+}
+
+/// Trilinear interpolation of `v` at corner `c` (ImageSampler's interior and border paths:
+/// lerps along W, then H, then D inside; the eight weighted terms summed in order at the
+/// border, neighbours outside reading 0).
+MEDSEG_HOST_DEVICE float linear_sample(const Volume& v, const Corner& c) {
+  const auto tz = static_cast<float>(c.tz), ty = static_cast<float>(c.ty), tx = static_cast<float>(c.tx);
+  const std::int64_t h = v.h, w = v.w;
+  if (corner_inside(c, v.d, v.h, v.w)) {
+    const float* p = v.data + (c.z0 * h + c.y0) * w + c.x0;
+    const float c00 = add(p[0], mul(tx, sub(p[1], p[0])));
+    const float c01 = add(p[w], mul(tx, sub(p[w + 1], p[w])));
+    const float c10 = add(p[h * w], mul(tx, sub(p[h * w + 1], p[h * w])));
+    const float c11 = add(p[h * w + w], mul(tx, sub(p[h * w + w + 1], p[h * w + w])));
+    const float c0 = add(c00, mul(ty, sub(c01, c00))), c1 = add(c10, mul(ty, sub(c11, c10)));
+    return add(c0, mul(tz, sub(c1, c0)));
+  }
+  if (c.z0 < -1 || c.z0 >= v.d || c.y0 < -1 || c.y0 >= h || c.x0 < -1 || c.x0 >= w) return 0.0f;
+  float acc = 0;
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t zz = c.z0 + (k >> 2), yy = c.y0 + ((k >> 1) & 1), xx = c.x0 + (k & 1);
+    if (zz < 0 || zz >= v.d || yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+    const float wt = mul(mul((k >> 2) ? tz : sub(1.0f, tz), ((k >> 1) & 1) ? ty : sub(1.0f, ty)),
+                         (k & 1) ? tx : sub(1.0f, tx));
+    acc = add(acc, mul(wt, v.data[(zz * h + yy) * w + xx]));
+  }
+  return acc;
+}
+
+// -- Label samples --------------------------------------------------------------------------
+
+/// The id whose one-hot mask interpolates largest among the eight neighbours' ids (ordered
+/// z, y, x from the lowest corner, as LabelSampler orders them); ties within 1e-12 go to the
+/// smaller id. All eight equal (the common case) is decided before any weight.
+template <class L>
+MEDSEG_HOST_DEVICE L vote(const L* ids, double tz, double ty, double tx) {
+  bool uniform = true;
+  for (int k = 1; k < 8; ++k) uniform = uniform && ids[k] == ids[0];
+  if (uniform) return ids[0];
+  double weights[8];
+  for (int k = 0; k < 8; ++k)
+    weights[k] = mul(mul((k >> 2) ? tz : sub(1.0, tz), ((k >> 1) & 1) ? ty : sub(1.0, ty)), (k & 1) ? tx : sub(1.0, tx));
+  L best = ids[0];
+  double best_weight = -1;
+  for (int k = 0; k < 8; ++k) {
+    double sum = 0;
+    for (int j = 0; j < 8; ++j)
+      if (ids[j] == ids[k]) sum = add(sum, weights[j]);
+    if (sum > add(best_weight, 1e-12) || (::fabs(sub(sum, best_weight)) <= 1e-12 && ids[k] < best)) {
+      best_weight = sum;
+      best = ids[k];
+    }
+  }
+  return best;
+}
+
+/// Per-class linear label sample at corner `c` of a d x h x w map; outside reads id 0.
+template <class L>
+MEDSEG_HOST_DEVICE L per_class_linear_sample(const L* label, std::int64_t d, std::int64_t h, std::int64_t w,
+                                             const Corner& c) {
+  L ids[8];
+  const bool inside = corner_inside(c, d, h, w);
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t zz = c.z0 + (k >> 2), yy = c.y0 + ((k >> 1) & 1), xx = c.x0 + (k & 1);
+    const bool in = inside || (zz >= 0 && zz < d && yy >= 0 && yy < h && xx >= 0 && xx < w);
+    ids[k] = in ? label[(zz * h + yy) * w + xx] : L(0);
+  }
+  return vote(ids, c.tz, c.ty, c.tx);
+}
+
+// -- Gaussian noise -------------------------------------------------------------------------
+
+/// GaussianNoise's four normals from one Philox block: Box-Muller in float on words (0, 1)
+/// and (2, 3). logf, cosf and sinf are the C library's on the host (the CPU transform's, bit
+/// for bit) and CUDA's in a kernel, which may differ from them in the last bit or two.
+MEDSEG_HOST_DEVICE void noise_normals(const std::uint32_t w[4], float z[4]) {
+  constexpr float two_pi = 6.2831853071795865f, unit = 1.0f / 16777216.0f;
+  for (int pair = 0; pair < 2; ++pair) {
+    const float u1 = mul(add(static_cast<float>(w[2 * pair] >> 8), 1.0f), unit);  // (0, 1]: log is finite
+    const float theta = mul(mul(two_pi, static_cast<float>(w[2 * pair + 1] >> 8)), unit);
+    const float r = ::sqrtf(mul(-2.0f, ::logf(u1)));
+    z[2 * pair] = mul(r, ::cosf(theta));
+    z[2 * pair + 1] = mul(r, ::sinf(theta));
+  }
+}
+
+}  // namespace medseg::transforms::voxel

@@ -1,0 +1,267 @@
+// Kernels of backends/cuda/augment.hpp (the GPU augmentations of transforms/cuda.hpp). Grid-
+// stride loops with 64-bit indices on the current stream. The per-voxel work is the host-
+// device code of transforms/voxel_sampling.hpp and voxel_intensity.hpp, whose products and
+// sums are __fmul_rn / __fadd_rn (and the double ones) here, so that nvcc cannot contract them
+// into FMAs: the CPU transforms are built with -ffp-contract=off, and the GPU must round where
+// they round, in the same order, to give the same bits.
+#include "medseg/backends/cuda/augment.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "backends/cuda/launch.cuh"
+#include "medseg/backends/cuda/backend.hpp"
+#include "medseg/core/rng.hpp"
+#include "medseg/core/tensor.hpp"
+
+namespace medseg::cuda::detail {
+
+namespace {
+
+namespace voxel = transforms::voxel;
+
+// -- The spatial sampling pass --------------------------------------------------------------
+
+struct SampleArgs {
+  voxel::GridSpec grid;
+  const float* displacement;
+  const float* image;
+  float* image_out;
+  std::int64_t channels, d, h, w;
+  SamplingModes modes;
+};
+
+/// One thread per output voxel: its input coordinate as walk_grid computes it, then every
+/// channel of the image and the label read there as ImageSampler and LabelSampler read.
+template <class L>
+__global__ void sample_grid_kernel(SampleArgs a, const L* __restrict__ label, L* __restrict__ label_out) {
+  const std::int64_t ow = a.grid.out[2], oh = a.grid.out[1];
+  const std::int64_t plane = a.grid.out[0] * oh * ow, in_plane = a.d * a.h * a.w;
+  for (std::int64_t at = first_index(); at < plane; at += grid_stride()) {
+    const std::int64_t x = at % ow, row = at / ow;
+    double p[3];
+    voxel::grid_point(a.grid, row / oh, row % oh, x, a.displacement, at, plane, p);
+    if (a.modes.image == 0) {
+      const std::int64_t src = voxel::nearest_offset(p[0], p[1], p[2], a.d, a.h, a.w);
+      for (std::int64_t c = 0; c < a.channels; ++c)
+        a.image_out[c * plane + at] = src >= 0 ? a.image[c * in_plane + src] : 0.0f;
+    } else {
+      const voxel::Corner corner = voxel::corner_of(p[0], p[1], p[2]);
+      for (std::int64_t c = 0; c < a.channels; ++c)
+        a.image_out[c * plane + at] = voxel::linear_sample({a.image + c * in_plane, a.d, a.h, a.w}, corner);
+    }
+    if (!label) continue;
+    if (a.modes.label == 0) {
+      const std::int64_t src = voxel::nearest_offset(p[0], p[1], p[2], a.d, a.h, a.w);
+      label_out[at] = src >= 0 ? label[src] : L(0);
+    } else {
+      label_out[at] = voxel::per_class_linear_sample(label, a.d, a.h, a.w, voxel::corner_of(p[0], p[1], p[2]));
+    }
+  }
+}
+
+// -- Whole-voxel crops ----------------------------------------------------------------------
+
+struct BoxArgs {
+  std::int64_t channels, in[3], begin[3], size[3];
+};
+
+template <class E>
+__global__ void crop_or_pad_kernel(const E* __restrict__ x, E* __restrict__ out, BoxArgs b) {
+  const std::int64_t n = b.channels * b.size[0] * b.size[1] * b.size[2];
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) {
+    const std::int64_t ox = i % b.size[2], r = i / b.size[2];
+    const std::int64_t oy = r % b.size[1], r2 = r / b.size[1];
+    const std::int64_t oz = r2 % b.size[0], c = r2 / b.size[0];
+    const std::int64_t z = oz + b.begin[0], y = oy + b.begin[1], xx = ox + b.begin[2];
+    const bool inside = z >= 0 && z < b.in[0] && y >= 0 && y < b.in[1] && xx >= 0 && xx < b.in[2];
+    out[i] = inside ? x[((c * b.in[0] + z) * b.in[1] + y) * b.in[2] + xx] : E(0);
+  }
+}
+
+// -- Random fields --------------------------------------------------------------------------
+
+__global__ void uniform_noise_kernel(std::uint64_t seed, std::uint64_t stream, float* __restrict__ out, std::int64_t n) {
+  const std::int64_t blocks = (n + 3) / 4;
+  for (std::int64_t k = first_index(); k < blocks; k += grid_stride()) {
+    const auto w = Philox4x32::block(seed, stream, static_cast<std::uint64_t>(k));
+    for (std::int64_t j = 0; j < 4 && 4 * k + j < n; ++j)
+      out[4 * k + j] = __fsub_rn(__fmul_rn(2.0f, uniform_from_bits(w[static_cast<std::uint64_t>(j)])), 1.0f);
+  }
+}
+
+__global__ void gaussian_noise_kernel(float* __restrict__ x, std::int64_t n, std::uint64_t seed, std::uint64_t stream,
+                                      float sd) {
+  const std::int64_t blocks = (n + 3) / 4;
+  for (std::int64_t k = first_index(); k < blocks; k += grid_stride()) {
+    const auto b = Philox4x32::block(seed, stream, static_cast<std::uint64_t>(k));
+    const std::uint32_t w[4] = {b.w[0], b.w[1], b.w[2], b.w[3]};
+    float z[4];
+    voxel::noise_normals(w, z);
+    for (std::int64_t j = 0; j < 4 && 4 * k + j < n; ++j) x[4 * k + j] = __fadd_rn(x[4 * k + j], __fmul_rn(sd, z[j]));
+  }
+}
+
+// -- Gaussian filter ------------------------------------------------------------------------
+
+/// One thread per output value: gaussian_tap_sum, the CPU's sum in the CPU's order.
+__global__ void gaussian_axis_kernel(const float* __restrict__ x, float* __restrict__ y, std::int64_t outer,
+                                     std::int64_t n, std::int64_t inner, const float* __restrict__ w, int taps) {
+  const std::int64_t total = outer * n * inner;
+  for (std::int64_t at = first_index(); at < total; at += grid_stride()) {
+    const std::int64_t j = at % inner, r = at / inner;
+    const std::int64_t i = r % n, o = r / n;
+    y[at] = voxel::gaussian_tap_sum(x + o * n * inner + j, inner, i, n, w, taps);
+  }
+}
+
+// -- Intensity maps -------------------------------------------------------------------------
+
+__global__ void map_intensity_kernel(float* __restrict__ x, std::int64_t n, IntensityMap m) {
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) x[i] = voxel::apply_intensity(m, x[i]);
+}
+
+// -- Channel statistics ---------------------------------------------------------------------
+
+using voxel::stats_lanes;
+constexpr int stats_blocks_per_cta = 8;  // CPU blocks handled by one thread block
+
+/// Thread (block b, lane l) makes lane l's partial of CPU block b (voxel::lane_partial); lane 0
+/// then adds the tail and folds lanes 1..7 in, in order, as channel_stats does.
+__global__ void channel_partials_kernel(const float* __restrict__ x, std::int64_t n, std::int64_t blocks,
+                                        double* __restrict__ sums, double* __restrict__ squares,
+                                        float* __restrict__ mins, float* __restrict__ maxs) {
+  __shared__ voxel::Partial lanes[stats_blocks_per_cta][stats_lanes];
+  const int local = static_cast<int>(threadIdx.x) / stats_lanes, lane = static_cast<int>(threadIdx.x) % stats_lanes;
+  const std::int64_t block = static_cast<std::int64_t>(blockIdx.x) * stats_blocks_per_cta + local;
+  constexpr std::int64_t size = 1 << 14;  // transforms::channel_stats_block
+  const std::int64_t begin = block * size, end = n < begin + size ? n : begin + size;
+  if (block < blocks) lanes[local][lane] = voxel::lane_partial(x, begin, end, lane);
+  __syncthreads();
+  if (lane != 0 || block >= blocks) return;
+  voxel::Partial p = lanes[local][0];
+  voxel::add_tail(p, x, voxel::lanes_end(begin, end), end);
+  for (int l = 1; l < stats_lanes; ++l) voxel::fold(p, lanes[local][l]);
+  sums[block] = p.sum;
+  squares[block] = p.square;
+  mins[block] = p.lo;
+  maxs[block] = p.hi;
+}
+
+/// Calls f(L{}) with the label type of `type`.
+template <class F>
+void with_label_type(DType type, F&& f) {
+  switch (type) {
+    case DType::uint8: f(std::uint8_t{}); return;
+    case DType::int8: f(std::int8_t{}); return;
+    case DType::int16: f(std::int16_t{}); return;
+    case DType::uint16: f(std::uint16_t{}); return;
+    case DType::int32: f(std::int32_t{}); return;
+    case DType::int64: f(std::int64_t{}); return;
+    default:
+      throw Error{{.where = "cuda augmentation", .field = "label type",
+                   .expected = "uint8, int8, int16, uint16, int32 or int64", .actual = std::string(name(type))}};
+  }
+}
+
+}  // namespace
+
+void sample_grid(const transforms::voxel::GridSpec& grid, const float* displacement, const float* image,
+                 float* image_out, std::int64_t channels, const std::int64_t in[3], const void* label, void* label_out,
+                 DType label_type, SamplingModes modes) {
+  const std::int64_t n = grid.out[0] * grid.out[1] * grid.out[2];
+  if (n == 0) return;
+  const SampleArgs a{grid, displacement, image, image_out, channels, in[0], in[1], in[2], modes};
+  if (!label) {
+    sample_grid_kernel<std::uint8_t><<<grid_for(n), block_threads, 0, current_stream()>>>(a, nullptr, nullptr);
+    check_launch("sample_grid_kernel");
+    return;
+  }
+  with_label_type(label_type, [&](auto tag) {
+    using L = decltype(tag);
+    sample_grid_kernel<L><<<grid_for(n), block_threads, 0, current_stream()>>>(a, static_cast<const L*>(label),
+                                                                                static_cast<L*>(label_out));
+  });
+  check_launch("sample_grid_kernel");
+}
+
+void crop_or_pad(const void* x, std::size_t element_bytes, std::int64_t channels, const std::int64_t in[3],
+                 const std::int64_t begin[3], const std::int64_t size[3], void* out) {
+  const BoxArgs b{channels, {in[0], in[1], in[2]}, {begin[0], begin[1], begin[2]}, {size[0], size[1], size[2]}};
+  const std::int64_t n = channels * size[0] * size[1] * size[2];
+  if (n == 0) return;
+  const cudaStream_t s = current_stream();
+  // Elements are moved as unsigned words of their size: a copy, and zero bits outside.
+  switch (element_bytes) {
+    case 1: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint8_t*>(x), static_cast<std::uint8_t*>(out), b); break;
+    case 2: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint16_t*>(x), static_cast<std::uint16_t*>(out), b); break;
+    case 4: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint32_t*>(x), static_cast<std::uint32_t*>(out), b); break;
+    case 8: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint64_t*>(x), static_cast<std::uint64_t*>(out), b); break;
+    default:
+      throw Error{{.where = "cuda::detail::crop_or_pad", .field = "element size", .expected = "1, 2, 4 or 8 bytes",
+                   .actual = std::to_string(element_bytes)}};
+  }
+  check_launch("crop_or_pad_kernel");
+}
+
+void uniform_noise(std::uint64_t seed, std::uint64_t stream, float* out, std::int64_t n) {
+  if (n == 0) return;
+  uniform_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(seed, stream, out, n);
+  check_launch("uniform_noise_kernel");
+}
+
+void add_gaussian_noise(float* x, std::int64_t n, std::uint64_t seed, std::uint64_t stream, float sd) {
+  if (n == 0) return;
+  gaussian_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(x, n, seed, stream, sd);
+  check_launch("gaussian_noise_kernel");
+}
+
+void gaussian_axis(const float* x, float* y, std::int64_t outer, std::int64_t n, std::int64_t inner,
+                   const std::vector<float>& weights) {
+  const std::int64_t total = outer * n * inner;
+  if (total == 0) return;
+  // The taps travel in a device tensor of the caching allocator, freed on this stream after
+  // the kernel is queued (the allocator reuses a block only for work queued later). A copy
+  // from pageable memory returns once the source is staged, so `weights` may go at once.
+  auto w = Tensor<float, Cuda>::empty({static_cast<std::int64_t>(weights.size())});
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(w.data(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                    current_stream()));
+  gaussian_axis_kernel<<<grid_for(total), block_threads, 0, current_stream()>>>(x, y, outer, n, inner, w.data(),
+                                                                               static_cast<int>(weights.size()));
+  check_launch("gaussian_axis_kernel");
+}
+
+void map_intensity(float* x, std::int64_t n, const IntensityMap& map) {
+  if (n == 0) return;
+  map_intensity_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(x, n, map);
+  check_launch("map_intensity_kernel");
+}
+
+void channel_partials(const float* x, std::int64_t n, std::vector<double>& sums, std::vector<double>& squares,
+                      std::vector<float>& mins, std::vector<float>& maxs) {
+  constexpr std::int64_t size = 1 << 14;
+  const std::int64_t blocks = (n + size - 1) / size;
+  sums.assign(static_cast<std::size_t>(blocks), 0.0);
+  squares.assign(sums.size(), 0.0);
+  mins.assign(sums.size(), 0.0f);
+  maxs.assign(sums.size(), 0.0f);
+  if (blocks == 0) return;
+  // One device buffer for the four arrays: doubles first, then floats.
+  auto parts = Tensor<double, Cuda>::empty({3 * blocks});
+  double* d_sums = parts.data();
+  double* d_squares = d_sums + blocks;
+  float* d_mins = reinterpret_cast<float*>(d_squares + blocks);
+  float* d_maxs = d_mins + blocks;
+  const auto ctas = static_cast<unsigned>((blocks + stats_blocks_per_cta - 1) / stats_blocks_per_cta);
+  channel_partials_kernel<<<ctas, stats_blocks_per_cta * stats_lanes, 0, current_stream()>>>(x, n, blocks, d_sums, d_squares,
+                                                                                              d_mins, d_maxs);
+  check_launch("channel_partials_kernel");
+  const cudaStream_t s = current_stream();
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(sums.data(), d_sums, sums.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(squares.data(), d_squares, squares.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(mins.data(), d_mins, mins.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(maxs.data(), d_maxs, maxs.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace medseg::cuda::detail
