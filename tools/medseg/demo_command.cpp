@@ -42,7 +42,7 @@ using Clock = std::chrono::steady_clock;
 struct DemoOptions {
   fs::path data = "/usr/share/mricron/templates";
   fs::path out = "demo-output";
-  double minutes = 6.0;        // training time budget; evaluation and writing come on top
+  double minutes = 8.0;        // training time budget; evaluation and writing come on top (~30 s)
   std::int64_t iters = 0;      // > 0: exactly this many iterations, whatever the time
   std::string augment = "light";          // or "nnunet": nnU-Net's full default chain
   std::vector<int> mirror_axes{2};        // test-time mirroring: left-right, as in training
@@ -346,7 +346,7 @@ int demo_command(Args args) {
                    "evaluates it. Training and validation cases are random deformations (affine + elastic + bias\n"
                    "field + noise) of the one real volume. Writes to DIR (default demo-output): the predicted mask\n"
                    "as NIfTI on the input's grid, overlay pictures, training curves, metrics and a deploy folder.\n"
-                   "--minutes bounds the training time (default 6); --width sets the VNet's channels (default 8),\n"
+                   "--minutes bounds the training time (default 8); --width sets the VNet's channels (default 8),\n"
                    "--patch the training patch edge (default 48, a multiple of 16); --iters trains exactly N\n"
                    "iterations instead of a time budget. --augment light (default: crop, mild rotation and zoom,\n"
                    "noise, gamma, left-right mirroring) or nnunet (nnU-Net's full chain); --mirror: test-time\n"
