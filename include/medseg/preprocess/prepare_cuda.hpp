@@ -131,30 +131,29 @@ inline std::size_t load_image_on_device(DeviceCaseData& data, const io::AnyImage
   return std::visit(
       [&](const auto& im) -> std::size_t {
         using T = typename std::remove_cvref_t<decltype(im.voxels)>::value_type;
+        // The window and resampling fused into one pass, on the voxels as uploaded.
+        const auto window_and_resize = [&](const auto& x) -> std::size_t {
+          const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
+          data.image_grid = options.grid;
+          const Extent3 in = spatial_of(im.voxels.shape());
+          data.image = {resize(x, *resample->shape, options, *window),
+                        resized_geometry(im.geometry, in, *resample->shape, options.grid)};
+          return 2;
+        };
         if constexpr (reads_on_device<T>) {
           const Tensor<T, Cuda> x = stages.image_up.upload(im.voxels);
           if (!fused) {
             data.image = {map_on_device(x, {}, "prepare"), im.geometry};  // float(v), as image_cast
             return 0;
           }
-          const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
-          data.image_grid = options.grid;
-          const Extent3 in = spatial_of(im.voxels.shape());
-          data.image = {resize(x, *resample->shape, options, *window),
-                        resized_geometry(im.geometry, in, *resample->shape, options.grid)};
-          return 2;
+          return window_and_resize(x);
         } else {
           const Tensor<float, Cuda> x = stages.image_up.upload(im.voxels.template astype<float>());
           if (!fused) {
             data.image = {x, im.geometry};
             return 0;
           }
-          const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
-          data.image_grid = options.grid;
-          const Extent3 in = spatial_of(im.voxels.shape());
-          data.image = {resize(x, *resample->shape, options, *window),
-                        resized_geometry(im.geometry, in, *resample->shape, options.grid)};
-          return 2;
+          return window_and_resize(x);
         }
       },
       raw);
