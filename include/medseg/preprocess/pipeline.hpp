@@ -18,6 +18,7 @@
 #include "crop.hpp"
 #include "intensity.hpp"
 #include "labels.hpp"
+#include "on_device.hpp"
 #include "resample.hpp"
 #include "segmentation_resample.hpp"
 
@@ -54,19 +55,24 @@ using Step = std::variant<WindowStep, NormalizeStep, ClipMinMaxStep, ZScoreStep,
 Step parse_step(const nlohmann::json& j, const std::string& where);
 std::vector<Step> parse_steps(const nlohmann::json& list, const std::string& where);
 
-/// One case while it is being prepared. The label is a 3-D int32 map (any label type fits).
-struct CaseData {
-  io::Image<float> image;
-  std::optional<io::Image<std::int32_t>> label;
+/// One case while it is being prepared: its image as float and its label as a 3-D int32 map
+/// (any label type fits), each voxels and geometry. Image is io::Image on the host, or its
+/// device twin (prepare_cuda.hpp): the steps below run on either.
+template <class Image, class Label>
+struct BasicCaseData {
+  Image image;
+  std::optional<Label> label;
   std::optional<Box> crop_box;  // set by the image's crop_nonzero
   Extent3 crop_source{};        // the image extent the box was taken from
   std::optional<GridMode> image_grid;  // the grid of the image's last resample
   std::optional<CtStats> dataset_ct;   // the fingerprint's, for ct_normalize without statistics
 };
+using CaseData = BasicCaseData<io::Image<float>, io::Image<std::int32_t>>;
 
-/// Runs the image steps from `first_image_step` on, then the label steps, on `data`. `where`
-/// names the case in errors.
-void apply_steps(CaseData& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
+/// Runs the image steps from `first_image_step` on, then the label steps, on `data` (a
+/// CaseData, or its device twin). `where` names the case in errors.
+template <class Case>
+void apply_steps(Case& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
                  const std::string& where, std::size_t first_image_step = 0);
 
 /// The image of a freshly read case as float, with the leading steps that fuse run fused: a
@@ -225,7 +231,31 @@ inline std::vector<Step> parse_steps(const nlohmann::json& list, const std::stri
 
 namespace detail {
 
-inline void image_step(CaseData& c, const Step& step, const std::string& where) {
+/// The image resampled to `target` on the grid of `options`: resize and the new grid's geometry.
+template <class Image>
+void resample_image(Image& im, const Extent3& target, const ResampleOptions& options) {
+  const Extent3 in = spatial_of(im.voxels.shape());
+  im = Image{resize(im.voxels, target, options), resized_geometry(im.geometry, in, target, options.grid)};
+}
+
+/// The box of the image, its origin moved to the box's first voxel.
+template <class Image>
+void crop_image(Image& im, const Box& box) {
+  im.geometry.origin = im.geometry.index_to_world(
+      {static_cast<double>(box.begin[2]), static_cast<double>(box.begin[1]), static_cast<double>(box.begin[0])});
+  im.voxels = crop(im.voxels, box);
+}
+
+/// Runs `op` (io::Image in, io::Image out) on an image: here, directly. The device twin
+/// (prepare_cuda.hpp) takes the voxels to the host and back, for the ops with no kernel.
+template <class T, class F>
+void through_host(io::Image<T>& im, F&& op) {
+  im = op(std::move(im));
+}
+
+/// One image step on a case, host or device (BasicCaseData).
+template <class Case>
+void image_step(Case& c, const Step& step, const std::string& where) {
   auto& im = c.image;
   std::visit(
       [&](const auto& s) {
@@ -250,16 +280,15 @@ inline void image_step(CaseData& c, const Step& step, const std::string& where) 
                              .actual = "neither"};
           });
           c.image_grid = s.grid.value_or(s.shape ? GridMode::corners : GridMode::extent);
-          if (s.shape)
-            im = resample_to_shape(im, *s.shape, {.order = s.order, .grid = *c.image_grid});
-          else
-            im = resample_to_spacing(im, *s.spacing, {.order = s.order, .grid = *c.image_grid});
+          // resample_to_shape, or resample_to_spacing (the shape shape_for_spacing gives).
+          const Extent3 target = s.shape ? *s.shape : shape_for_spacing(im.geometry, spatial_of(im.voxels.shape()), *s.spacing);
+          resample_image(im, target, {.order = s.order, .grid = *c.image_grid});
         } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
           c.crop_source = spatial_of(im.voxels.shape());
           c.crop_box = nonzero_box(im.voxels);
-          im = crop(im, *c.crop_box);
+          crop_image(im, *c.crop_box);
         } else if constexpr (std::is_same_v<S, PadStep>) {
-          im = pad(im, padding_to(spatial_of(im.voxels.shape()), s.to), s.mode, s.value);
+          through_host(im, [&](io::Image<float> h) { return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, s.value); });
         } else {
           throw Error{{.where = where, .field = "op", .expected = "an image op", .actual = "a label-only op",
                        .detail = "remap, keep_largest and remove_small belong in label_ops"}};
@@ -268,8 +297,11 @@ inline void image_step(CaseData& c, const Step& step, const std::string& where) 
       step);
 }
 
-inline void label_step(CaseData& c, const Step& step, const std::string& where) {
+/// One label step on a case, host or device (BasicCaseData).
+template <class Case>
+void label_step(Case& c, const Step& step, const std::string& where) {
   auto& lb = *c.label;
+  using Label = std::remove_reference_t<decltype(lb)>;
   std::visit(
       [&](const auto& s) {
         using S = std::decay_t<decltype(s)>;
@@ -285,16 +317,21 @@ inline void label_step(CaseData& c, const Step& step, const std::string& where) 
           Extent3 target = spatial_of(c.image.voxels.shape());
           if (s.shape) target = *s.shape;
           if (s.spacing) target = shape_for_spacing(lb.geometry, in, *s.spacing);
-          lb = resample_segmentation(lb, target, o);
+          // resample_segmentation of an io::Image: the axis from the old spacing, else the new.
+          const io::Geometry g = resized_geometry(lb.geometry, in, target, o.grid);
+          const int axis = separate_axis(lb.geometry.spacing, g.spacing, o.anisotropy_threshold);
+          lb = Label{resample_segmentation(lb.voxels, target, o, axis), g};
         } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
           require(c.crop_box.has_value() && spatial_of(lb.voxels.shape()) == c.crop_source, [&] {
             return ErrorInfo{.where = where, .field = "crop_nonzero",
                              .expected = "the image's crop_nonzero before it, on a label of the image's shape then",
                              .actual = "label " + lb.voxels.shape().to_string()};
           });
-          lb = crop(lb, *c.crop_box);
+          crop_image(lb, *c.crop_box);
         } else if constexpr (std::is_same_v<S, PadStep>) {
-          lb = pad(lb, padding_to(spatial_of(lb.voxels.shape()), s.to), s.mode, static_cast<std::int32_t>(s.value));
+          through_host(lb, [&](io::Image<std::int32_t> h) {
+            return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, static_cast<std::int32_t>(s.value));
+          });
         } else if constexpr (std::is_same_v<S, RemapStep>) {
           LabelMapping<std::int32_t> m;
           for (auto [a, b] : s.mapping) m.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
@@ -302,9 +339,15 @@ inline void label_step(CaseData& c, const Step& step, const std::string& where) 
           if (s.unmapped) u = static_cast<std::int32_t>(*s.unmapped);
           lb.voxels = remap_labels(lb.voxels, m, u);
         } else if constexpr (std::is_same_v<S, LargestComponentStep>) {
-          lb.voxels = keep_largest_component(lb.voxels, s.connectivity, s.of);
+          through_host(lb, [&](io::Image<std::int32_t> h) {
+            h.voxels = keep_largest_component(h.voxels, s.connectivity, s.of);
+            return h;
+          });
         } else if constexpr (std::is_same_v<S, MinVolumeStep>) {
-          lb.voxels = remove_small_components(lb.voxels, s.min_voxels, s.connectivity);
+          through_host(lb, [&](io::Image<std::int32_t> h) {
+            h.voxels = remove_small_components(h.voxels, s.min_voxels, s.connectivity);
+            return h;
+          });
         } else {
           throw Error{{.where = where, .field = "op", .expected = "a label op (resample, crop_nonzero, pad, remap, "
                                                                   "keep_largest, remove_small)",
@@ -314,34 +357,49 @@ inline void label_step(CaseData& c, const Step& step, const std::string& where) 
       step);
 }
 
-}  // namespace detail
-
-inline std::size_t load_image_fused(CaseData& data, const io::AnyImage& raw, const std::vector<Step>& image_steps) {
+/// The leading window + resample to a shape that load_image_fused runs as one pass, when the
+/// steps begin so and the raw image is 3-D or 4-D.
+struct FusedLead {
+  HuWindow window;
+  Extent3 shape;
+  ResampleOptions options;
+};
+inline std::optional<FusedLead> fused_lead(const std::vector<Step>& steps, int rank) {
   std::optional<HuWindow> window;
-  if (!image_steps.empty()) {
-    if (const auto* w = std::get_if<WindowStep>(&image_steps[0])) window = w->window;
-    if (const auto* n = std::get_if<NormalizeStep>(&image_steps[0]); n && n->lo && n->hi && *n->hi > *n->lo)
+  if (!steps.empty()) {
+    if (const auto* w = std::get_if<WindowStep>(&steps[0])) window = w->window;
+    if (const auto* n = std::get_if<NormalizeStep>(&steps[0]); n && n->lo && n->hi && *n->hi > *n->lo)
       window = HuWindow{.lo = *n->lo, .hi = *n->hi};
   }
-  const ResampleStep* resample = image_steps.size() >= 2 ? std::get_if<ResampleStep>(&image_steps[1]) : nullptr;
-  const int rank = io::shape(raw).rank();
-  if (!window || !resample || !resample->shape || (rank != 3 && rank != 4)) {
-    data.image = io::image_cast<float>(raw);
-    return 0;
-  }
-  const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
-  data.image_grid = options.grid;
-  data.image = std::visit(
-      [&](const auto& im) {
-        const Extent3 in = detail::spatial_of(im.voxels.shape());
-        return io::Image<float>{resize(im.voxels, *resample->shape, options, *window),
-                                resized_geometry(im.geometry, in, *resample->shape, options.grid)};
-      },
-      raw);
+  const ResampleStep* resample = steps.size() >= 2 ? std::get_if<ResampleStep>(&steps[1]) : nullptr;
+  if (!window || !resample || !resample->shape || (rank != 3 && rank != 4)) return std::nullopt;
+  return FusedLead{*window, *resample->shape, {.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)}};
+}
+
+/// The fused pass on `voxels` (any element type, host or device) of geometry `g`, into the
+/// case's image; 2, the steps it ran.
+template <class Case, class Voxels>
+std::size_t run_fused_lead(Case& c, const Voxels& voxels, const io::Geometry& g, const FusedLead& lead) {
+  using Image = decltype(c.image);
+  c.image_grid = lead.options.grid;
+  const Extent3 in = spatial_of(voxels.shape());
+  c.image = Image{resize(voxels, lead.shape, lead.options, lead.window), resized_geometry(g, in, lead.shape, lead.options.grid)};
   return 2;
 }
 
-inline void apply_steps(CaseData& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
+}  // namespace detail
+
+inline std::size_t load_image_fused(CaseData& data, const io::AnyImage& raw, const std::vector<Step>& image_steps) {
+  const auto lead = detail::fused_lead(image_steps, io::shape(raw).rank());
+  if (!lead) {
+    data.image = io::image_cast<float>(raw);
+    return 0;
+  }
+  return std::visit([&](const auto& im) { return detail::run_fused_lead(data, im.voxels, im.geometry, *lead); }, raw);
+}
+
+template <class Case>
+void apply_steps(Case& data, const std::vector<Step>& image_steps, const std::vector<Step>& label_steps,
                         const std::string& where, std::size_t first_image_step) {
   for (std::size_t i = first_image_step; i < image_steps.size(); ++i)
     detail::image_step(data, image_steps[i], where + ": image_ops[" + std::to_string(i) + "]");

@@ -1,6 +1,7 @@
 // `medseg prepare --device cuda`: each case's image_ops and label_ops run on the GPU with the
 // Cuda overloads of backends/cuda/preprocess.hpp, everything else as prepare.hpp does it
-// (discovery, fingerprint, resuming, lists, dataset.json). Cases still run in parallel on the
+// (discovery, fingerprint, resuming, lists, dataset.json). The steps are pipeline.hpp's own,
+// run on a device case (DeviceCaseData), so both paths share one recipe. Cases still run in parallel on the
 // thread pool: each worker decodes its case (NIfTI, gzip, DICOM) on its CPU thread, stages the
 // voxels through a page-locked buffer of its own, and queues the steps on its own stream (the
 // per-thread default stream of backends/cuda/stream.hpp), so one case's decoding overlaps
@@ -46,15 +47,8 @@ struct DeviceImage {
   io::Geometry geometry;
 };
 
-/// CaseData on the device.
-struct DeviceCaseData {
-  DeviceImage<float> image;
-  std::optional<DeviceImage<std::int32_t>> label;
-  std::optional<Box> crop_box;
-  Extent3 crop_source{};
-  std::optional<GridMode> image_grid;
-  std::optional<CtStats> dataset_ct;
-};
+/// CaseData on the device: pipeline.hpp's steps run on it as they run on the host's.
+using DeviceCaseData = BasicCaseData<DeviceImage<float>, DeviceImage<std::int32_t>>;
 
 /// A page-locked host buffer that host tensors pass through on their way to and from the
 /// device, so the copies are DMA at the bus's speed and an upload does not block the thread.
@@ -118,162 +112,34 @@ constexpr bool reads_on_device = cuda::PreprocessVoxel<T>;
 /// as load_image_fused does (the same condition, the same single pass). Returns the number
 /// of steps it ran.
 inline std::size_t load_image_on_device(DeviceCaseData& data, const io::AnyImage& raw, const std::vector<Step>& steps) {
-  std::optional<HuWindow> window;
-  if (!steps.empty()) {
-    if (const auto* w = std::get_if<WindowStep>(&steps[0])) window = w->window;
-    if (const auto* n = std::get_if<NormalizeStep>(&steps[0]); n && n->lo && n->hi && *n->hi > *n->lo)
-      window = HuWindow{.lo = *n->lo, .hi = *n->hi};
-  }
-  const ResampleStep* resample = steps.size() >= 2 ? std::get_if<ResampleStep>(&steps[1]) : nullptr;
-  const int rank = io::shape(raw).rank();
-  const bool fused = window && resample && resample->shape && (rank == 3 || rank == 4);
+  const auto lead = fused_lead(steps, io::shape(raw).rank());
   ThreadStages& stages = thread_stages();
   return std::visit(
       [&](const auto& im) -> std::size_t {
         using T = typename std::remove_cvref_t<decltype(im.voxels)>::value_type;
-        // The window and resampling fused into one pass, on the voxels as uploaded.
-        const auto window_and_resize = [&](const auto& x) -> std::size_t {
-          const ResampleOptions options{.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)};
-          data.image_grid = options.grid;
-          const Extent3 in = spatial_of(im.voxels.shape());
-          data.image = {resize(x, *resample->shape, options, *window),
-                        resized_geometry(im.geometry, in, *resample->shape, options.grid)};
-          return 2;
-        };
         if constexpr (reads_on_device<T>) {
           const Tensor<T, Cuda> x = stages.image_up.upload(im.voxels);
-          if (!fused) {
-            data.image = {map_on_device(x, {}, "prepare"), im.geometry};  // float(v), as image_cast
-            return 0;
-          }
-          return window_and_resize(x);
+          if (lead) return run_fused_lead(data, x, im.geometry, *lead);  // on the voxels as uploaded
+          data.image = {map_on_device(x, {}, "prepare"), im.geometry};  // float(v), as image_cast
         } else {
           const Tensor<float, Cuda> x = stages.image_up.upload(im.voxels.template astype<float>());
-          if (!fused) {
-            data.image = {x, im.geometry};
-            return 0;
-          }
-          return window_and_resize(x);
+          if (lead) return run_fused_lead(data, x, im.geometry, *lead);
+          data.image = {x, im.geometry};
         }
+        return 0;
       },
       raw);
 }
 
-/// Runs a step that has no kernel on the host: the volume comes back, goes through the CPU
-/// op and returns to the device.
+/// pipeline.hpp's through_host for a device image: a step with no kernel runs on the host,
+/// the volume going down, through the CPU op and back up. Found by argument-dependent lookup
+/// from the steps' templates.
 template <class T, class F>
-void on_host(DeviceImage<T>& im, F&& op) {
+void through_host(DeviceImage<T>& im, F&& op) {
   ThreadStages& stages = thread_stages();
   io::Image<T> host{stages.down.download(im.voxels), im.geometry};
   host = op(std::move(host));
   im = {stages.image_up.upload(host.voxels), host.geometry};
-}
-
-inline void image_step_on_device(DeviceCaseData& c, const Step& step, const std::string& where) {
-  auto& im = c.image;
-  std::visit(
-      [&](const auto& s) {
-        using S = std::decay_t<decltype(s)>;
-        if constexpr (std::is_same_v<S, WindowStep>) {
-          im.voxels = hu_window(im.voxels, s.window);
-        } else if constexpr (std::is_same_v<S, NormalizeStep>) {
-          im.voxels = normalize_range(im.voxels, s.lo, s.hi);
-        } else if constexpr (std::is_same_v<S, ClipMinMaxStep>) {
-          im.voxels = clip_minmax(im.voxels, s.lo, s.hi);
-        } else if constexpr (std::is_same_v<S, ZScoreStep>) {
-          im.voxels = s.stats ? zscore(im.voxels, *s.stats) : zscore(im.voxels, s.nonzero);
-        } else if constexpr (std::is_same_v<S, CtNormalizeStep>) {
-          require(!s.from_dataset || c.dataset_ct.has_value(), [&] {
-            return ErrorInfo{.where = where, .field = "ct_normalize", .expected = "mean, std, lower and upper, or a dataset fingerprint",
-                             .actual = "neither", .detail = "medseg prepare computes the fingerprint itself"};
-          });
-          im.voxels = ct_normalize(im.voxels, s.from_dataset ? *c.dataset_ct : s.stats);
-        } else if constexpr (std::is_same_v<S, ResampleStep>) {
-          require(s.shape || s.spacing, [&] {
-            return ErrorInfo{.where = where, .field = "resample", .expected = "a shape or a spacing for the image",
-                             .actual = "neither"};
-          });
-          c.image_grid = s.grid.value_or(s.shape ? GridMode::corners : GridMode::extent);
-          // resample_to_shape / resample_to_spacing: the same target, geometry and voxels.
-          const Extent3 in = spatial_of(im.voxels.shape());
-          const Extent3 target = s.shape ? *s.shape : shape_for_spacing(im.geometry, in, *s.spacing);
-          const ResampleOptions options{.order = s.order, .grid = *c.image_grid};
-          im = {resize(im.voxels, target, options), resized_geometry(im.geometry, in, target, options.grid)};
-        } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
-          c.crop_source = spatial_of(im.voxels.shape());
-          c.crop_box = nonzero_box(im.voxels);
-          const Box& box = *c.crop_box;
-          im.geometry.origin = im.geometry.index_to_world(
-              {static_cast<double>(box.begin[2]), static_cast<double>(box.begin[1]), static_cast<double>(box.begin[0])});
-          im.voxels = crop(im.voxels, box);
-        } else if constexpr (std::is_same_v<S, PadStep>) {
-          on_host(im, [&](io::Image<float> h) { return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, s.value); });
-        } else {
-          throw Error{{.where = where, .field = "op", .expected = "an image op", .actual = "a label-only op",
-                       .detail = "remap, keep_largest and remove_small belong in label_ops"}};
-        }
-      },
-      step);
-}
-
-inline void label_step_on_device(DeviceCaseData& c, const Step& step, const std::string& where) {
-  auto& lb = *c.label;
-  std::visit(
-      [&](const auto& s) {
-        using S = std::decay_t<decltype(s)>;
-        if constexpr (std::is_same_v<S, ResampleStep>) {
-          // label_step's grid, target and anisotropy axis, then the device resampling.
-          const GridMode grid = s.grid ? *s.grid
-                                : s.shape ? GridMode::corners
-                                : s.spacing ? GridMode::extent
-                                            : c.image_grid.value_or(GridMode::corners);
-          const SegmentationResampleOptions o{
-              .order = s.order, .grid = grid, .boundary = grid == GridMode::extent ? Boundary::nearest : Boundary::mirror};
-          const Extent3 in = spatial_of(lb.voxels.shape());
-          Extent3 target = spatial_of(c.image.voxels.shape());
-          if (s.shape) target = *s.shape;
-          if (s.spacing) target = shape_for_spacing(lb.geometry, in, *s.spacing);
-          const io::Geometry g = resized_geometry(lb.geometry, in, target, o.grid);
-          int axis = separate_axis(lb.geometry.spacing, o.anisotropy_threshold);
-          if (axis < 0) axis = separate_axis(g.spacing, o.anisotropy_threshold);
-          lb = {resample_segmentation(lb.voxels, target, o, axis), g};
-        } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
-          require(c.crop_box.has_value() && spatial_of(lb.voxels.shape()) == c.crop_source, [&] {
-            return ErrorInfo{.where = where, .field = "crop_nonzero",
-                             .expected = "the image's crop_nonzero before it, on a label of the image's shape then",
-                             .actual = "label " + lb.voxels.shape().to_string()};
-          });
-          const Box& box = *c.crop_box;
-          lb.geometry.origin = lb.geometry.index_to_world(
-              {static_cast<double>(box.begin[2]), static_cast<double>(box.begin[1]), static_cast<double>(box.begin[0])});
-          lb.voxels = crop(lb.voxels, box);
-        } else if constexpr (std::is_same_v<S, PadStep>) {
-          on_host(lb, [&](io::Image<std::int32_t> h) {
-            return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, static_cast<std::int32_t>(s.value));
-          });
-        } else if constexpr (std::is_same_v<S, RemapStep>) {
-          LabelMapping<std::int32_t> m;
-          for (auto [a, b] : s.mapping) m.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
-          std::optional<std::int32_t> u;
-          if (s.unmapped) u = static_cast<std::int32_t>(*s.unmapped);
-          lb.voxels = remap_labels(lb.voxels, m, u);
-        } else if constexpr (std::is_same_v<S, LargestComponentStep>) {
-          on_host(lb, [&](io::Image<std::int32_t> h) {
-            h.voxels = keep_largest_component(h.voxels, s.connectivity, s.of);
-            return h;
-          });
-        } else if constexpr (std::is_same_v<S, MinVolumeStep>) {
-          on_host(lb, [&](io::Image<std::int32_t> h) {
-            h.voxels = remove_small_components(h.voxels, s.min_voxels, s.connectivity);
-            return h;
-          });
-        } else {
-          throw Error{{.where = where, .field = "op", .expected = "a label op (resample, crop_nonzero, pad, remap, "
-                                                                  "keep_largest, remove_small)",
-                       .actual = "an intensity op", .detail = "intensity ops belong in image_ops"}};
-        }
-      },
-      step);
 }
 
 }  // namespace detail
@@ -303,11 +169,7 @@ inline nlohmann::json prepare_case_on_device(const PrepareConfig& config, const 
     done_steps = detail::load_image_on_device(c, raw, config.image_steps);
   }
   const nlohmann::json original = detail::geometry_json(original_geometry, report.input_shape);
-  for (std::size_t i = done_steps; i < config.image_steps.size(); ++i)
-    detail::image_step_on_device(c, config.image_steps[i], where + ": image_ops[" + std::to_string(i) + "]");
-  if (c.label)
-    for (std::size_t i = 0; i < config.label_steps.size(); ++i)
-      detail::label_step_on_device(c, config.label_steps[i], where + ": label_ops[" + std::to_string(i) + "]");
+  apply_steps(c, config.image_steps, config.label_steps, where, done_steps);
 
   // Back to the host for writing: the same files, meta and report as the CPU path.
   CaseData data{{stages.down.download(c.image.voxels), c.image.geometry}, std::nullopt, std::nullopt, {}, std::nullopt,

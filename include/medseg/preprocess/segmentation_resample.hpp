@@ -29,6 +29,9 @@ struct SegmentationResampleOptions {
 /// nnU-Net's do_separate_z / get_lowres_axis: the tensor axis (0, 1, 2 = D, H, W) of the one
 /// largest spacing when max / min spacing > threshold, else -1. `spacing` is (x, y, z).
 int separate_axis(const io::Vec3& spacing, double threshold = 3.0);
+/// The axis a resampling from spacing `from` to spacing `to` treats apart: `from`'s, else
+/// `to`'s (nnU-Net asks the current spacing first, then the new one).
+int separate_axis(const io::Vec3& from, const io::Vec3& to, double threshold);
 
 /// The distinct values of a label map, ascending.
 template <class L, class B>
@@ -60,6 +63,11 @@ inline int separate_axis(const io::Vec3& spacing, double threshold) {
       ++count;
     }
   return count == 1 ? axis : -1;
+}
+
+inline int separate_axis(const io::Vec3& from, const io::Vec3& to, double threshold) {
+  const int axis = separate_axis(from, threshold);
+  return axis >= 0 ? axis : separate_axis(to, threshold);
 }
 
 namespace detail {
@@ -142,9 +150,9 @@ io::Image<L> resample_segmentation(const io::Image<L>& seg, const Extent3& shape
   });
   const Extent3 in{seg.voxels.size(r - 3), seg.voxels.size(r - 2), seg.voxels.size(r - 1)};
   const io::Geometry g = resized_geometry(seg.geometry, in, shape, options.grid);
-  int axis = separate_axis(seg.geometry.spacing, options.anisotropy_threshold);
-  if (axis < 0) axis = separate_axis(g.spacing, options.anisotropy_threshold);
-  return {resample_segmentation(seg.voxels, shape, options, axis), g};
+  return {resample_segmentation(seg.voxels, shape, options,
+                                separate_axis(seg.geometry.spacing, g.spacing, options.anisotropy_threshold)),
+          g};
 }
 
 }  // namespace medseg::preprocess

@@ -24,6 +24,7 @@
 #include "../../preprocess/crop.hpp"
 #include "../../preprocess/intensity.hpp"
 #include "../../preprocess/labels.hpp"
+#include "../../preprocess/on_device.hpp"
 #include "../../preprocess/resample.hpp"
 #include "../../preprocess/segmentation_resample.hpp"
 #include "backend.hpp"
@@ -243,12 +244,12 @@ Tensor<Out, Cuda> resize_on_device(const Tensor<T, Cuda>& x, const Extent3& shap
 }  // namespace detail
 
 /// resize on the device: the same values as on the CPU (see the top of this file).
-template <Element Out = float, Element T>
-Tensor<Out, Cuda> resize(const Tensor<T, Cuda>& x, const Extent3& shape, const ResampleOptions& options = {}) {
+template <Element Out, Element T>
+Tensor<Out, Cuda> resize(const Tensor<T, Cuda>& x, const Extent3& shape, const ResampleOptions& options) {
   return detail::resize_on_device<Out>(x, shape, options, {});
 }
 /// resize with an HU window fused into the read (the CPU's resize(x, shape, options, window)).
-template <Element Out = float, Element T>
+template <Element Out, Element T>
 Tensor<Out, Cuda> resize(const Tensor<T, Cuda>& x, const Extent3& shape, const ResampleOptions& options,
                          const HuWindow& window) {
   return detail::resize_on_device<Out>(x, shape, options, cuda::VoxelMap::window(window));
@@ -291,8 +292,7 @@ Tensor<float, Cuda> hu_window(const Tensor<T, Cuda>& x, const HuWindow& window) 
 }
 
 template <class T>
-Tensor<float, Cuda> normalize_range(const Tensor<T, Cuda>& x, std::optional<float> lo = {},
-                                    std::optional<float> hi = {}) {
+Tensor<float, Cuda> normalize_range(const Tensor<T, Cuda>& x, std::optional<float> lo, std::optional<float> hi) {
   if (lo && hi) {
     require(*hi > *lo, [&] {
       return ErrorInfo{.where = "preprocess::normalize_range", .field = "range", .expected = "min < max",
@@ -340,7 +340,7 @@ Tensor<float, Cuda> zscore(const Tensor<T, Cuda>& x, const Moments& stats) {
 }
 
 template <class T>
-Tensor<float, Cuda> zscore(const Tensor<T, Cuda>& x, bool nonzero_only = false) {
+Tensor<float, Cuda> zscore(const Tensor<T, Cuda>& x, bool nonzero_only) {
   const Moments m = moments(x, nonzero_only);
   if (!nonzero_only) return zscore(x, m);
   const Affine a{static_cast<float>(m.mean), static_cast<float>(1.0 / std::max(m.std, 1e-8))};
@@ -393,7 +393,7 @@ Tensor<float, Cuda> ct_normalize(const Tensor<T, Cuda>& x, const CtStats& stats)
 // -- crop.hpp -------------------------------------------------------------------------------
 
 template <class T>
-Box nonzero_box(const Tensor<T, Cuda>& x, T background = T(0)) {
+Box nonzero_box(const Tensor<T, Cuda>& x, T background) {
   cuda::detail::require_voxel_type<T>();
   const Extent3 e = cuda::detail::spatial_extent(x, "nonzero_box");
   const Tensor<T, Cuda> c = x.contiguous();
@@ -418,7 +418,7 @@ Tensor<T, Cuda> crop(const Tensor<T, Cuda>& x, const Box& box) {
 
 template <class L>
 Tensor<L, Cuda> remap_labels(const Tensor<L, Cuda>& seg, const LabelMapping<L>& mapping,
-                             std::optional<std::type_identity_t<L>> unmapped = {}) {
+                             std::optional<std::type_identity_t<L>> unmapped) {
   cuda::detail::require_label_type<L>();
   detail::require_defined(seg, "remap_labels");
   const Tensor<L, Cuda> c = seg.contiguous();
@@ -468,7 +468,7 @@ std::vector<L> unique_labels(const Tensor<L, Cuda>& seg) {
 /// for all labels and paint it where it reaches the CPU's threshold.
 template <class L>
 Tensor<L, Cuda> resample_segmentation(const Tensor<L, Cuda>& seg, const Extent3& shape,
-                                      const SegmentationResampleOptions& options = {}, int axis = -1) {
+                                      const SegmentationResampleOptions& options, int axis) {
   cuda::detail::require_label_type<L>();
   require(options.order == 0 || options.order == 1 || options.order == 3, [&] {
     return ErrorInfo{.where = "preprocess::resample_segmentation", .field = "order",
