@@ -100,7 +100,8 @@ def volume_cases(ct, labels, out, repeats, scipy_repeats):
             "crop": cupy_ms(lambda: crop_nonzero_gpu(ct_d), repeats),
             "chain": cupy_ms(lambda: zscore_gpu(cp_ndimage.zoom(hu_window_gpu(ct_d), factors, order=1)), repeats),
         }
-        result["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+        result["gpu"] = name.decode() if isinstance(name, bytes) else str(name)  # bytes up to CuPy 13
     except Exception as e:  # a CuPy that imports but cannot run (no device, no NVRTC)
         result.pop("cupy", None)
         result["cupy_error"] = f"{type(e).__name__}: {e}"[:200]
@@ -112,7 +113,7 @@ def read_nifti(path):
     try:
         import nibabel as nib
 
-        return np.asanyarray(nib.load(path).dataobj)
+        return np.asanyarray(nib.load(path).dataobj).T  # nibabel's [x, y, z] (Fortran order) as [z, y, x]
     except ImportError:
         pass
     raw = open(path, "rb").read()

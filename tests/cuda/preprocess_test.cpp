@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.hpp"
 #include "medseg/cuda.hpp"
 #include "medseg/preprocess/crop.hpp"
 #include "medseg/preprocess/intensity.hpp"
@@ -54,28 +55,9 @@ Tensor<L> random_labels(const Shape& shape, const std::vector<L>& labels, std::u
   return t;
 }
 
-/// |gpu - cpu| <= rel * max(|cpu|, scale) everywhere, scale = the largest |cpu|: relative to
-/// the data's magnitude, so values that cancel to near zero (order 3) are held to it too.
-void require_close(const Tensor<float>& cpu, const Tensor<float, Cuda>& gpu, double rel = 1e-5) {
-  REQUIRE(gpu.shape() == cpu.shape());
-  const auto g = gpu.to_vector();
-  double scale = 0, worst = 0;
-  for (std::int64_t i = 0; i < cpu.numel(); ++i) scale = std::max(scale, std::abs(static_cast<double>(cpu.data()[i])));
-  std::int64_t bad = 0, differ = 0, first_bad = -1;
-  for (std::int64_t i = 0; i < cpu.numel(); ++i) {
-    const double c = cpu.data()[i], v = g[static_cast<std::size_t>(i)];
-    const double d = std::abs(v - c);
-    if (!(std::isnan(c) && std::isnan(v)) && !(d == 0)) ++differ;
-    worst = std::max(worst, d);
-    if (!(d <= rel * std::max(std::abs(c), scale)) && !(std::isnan(c) && std::isnan(v))) {
-      if (first_bad < 0) first_bad = i;
-      ++bad;
-    }
-  }
-  INFO("shape " << cpu.shape().to_string() << ": " << differ << " elements differ at all, max |diff| " << worst
-                << " (scale " << scale << "), " << bad << " beyond tolerance, first at " << first_bad);
-  CHECK(bad == 0);
-}
+/// The shared comparison (compare.hpp): relative to the data's magnitude, so values that
+/// cancel to near zero (order 3) are held to it too.
+using cuda_test::check_close;
 
 template <class T>
 void require_equal(const Tensor<T>& cpu, const Tensor<T, Cuda>& gpu) {
@@ -121,8 +103,8 @@ TEST_CASE("Cuda resize equals the CPU resize: every order, grid mode, boundary, 
         for (const Boundary boundary : {Boundary::mirror, Boundary::nearest}) {
           const ResampleOptions o{.order = order, .grid = grid, .boundary = boundary};
           INFO(describe(o, in, out));
-          require_close(resize(f, out, o), resize(f_d, out, o));
-          require_close(resize(ct, out, o), resize(ct_d, out, o));
+          check_close(resize(f, out, o), resize(f_d, out, o));
+          check_close(resize(ct, out, o), resize(ct_d, out, o));
           if (order == 0) {  // the gather keeps the input's own type, exactly
             require_equal(resize<std::int16_t>(ct, out, o), resize<std::int16_t>(ct_d, out, o));
             require_equal(resize<float>(f, out, o), resize<float>(f_d, out, o));
@@ -141,12 +123,12 @@ TEST_CASE("Cuda resize fuses an HU window or an affine into its read, as the CPU
   for (const int order : {0, 1, 3}) {
     const ResampleOptions o{.order = order};
     INFO(describe(o, in, out));
-    require_close(resize(ct, out, o, window), resize(ct_d, out, o, window));
-    require_close(resize(ct, out, o, window_255), resize(ct_d, out, o, window_255));
-    require_close(resize(ct, out, o, affine), resize(ct_d, out, o, affine));
+    check_close(resize(ct, out, o, window), resize(ct_d, out, o, window));
+    check_close(resize(ct, out, o, window_255), resize(ct_d, out, o, window_255));
+    check_close(resize(ct, out, o, affine), resize(ct_d, out, o, affine));
   }
   // W grows: the separable order of sums, with the window.
-  require_close(resize(ct, {9, 20, 60}, {.order = 1}, window), resize(ct_d, {9, 20, 60}, {.order = 1}, window));
+  check_close(resize(ct, {9, 20, 60}, {.order = 1}, window), resize(ct_d, {9, 20, 60}, {.order = 1}, window));
 }
 
 TEST_CASE("Cuda resize: channels, anisotropic separate axes, zoom, and one plan reused", "[preprocess]") {
@@ -159,18 +141,18 @@ TEST_CASE("Cuda resize: channels, anisotropic separate axes, zoom, and one plan 
         const ResampleOptions o{.order = order, .grid = GridMode::extent, .boundary = Boundary::nearest,
                                 .separate_axis = axis, .separate_order = separate_order};
         INFO(describe(o, in, {31, 17, 20}));
-        require_close(resize(x, {31, 17, 20}, o), resize(x_d, {31, 17, 20}, o));
+        check_close(resize(x, {31, 17, 20}, o), resize(x_d, {31, 17, 20}, o));
       }
-  require_close(zoom(x, {0.5, 1.7, 0.9}), zoom(x_d, {0.5, 1.7, 0.9}));
+  check_close(zoom(x, {0.5, 1.7, 0.9}), zoom(x_d, {0.5, 1.7, 0.9}));
 
   // One plan, two inputs of the plan's extent; a wrong output shape is refused.
   const cuda::ResamplePlan plan(in, {10, 12, 14}, {.order = 1});
   auto out = Tensor<float, Cuda>::empty({2, 10, 12, 14});
   plan.run(x_d, out);
-  require_close(resize(x, {10, 12, 14}), out);
+  check_close(resize(x, {10, 12, 14}), out);
   const auto y = random_volume<float>({2, in[0], in[1], in[2]}, 0, 9, 5);
   plan.run(y.to<Cuda>(), out);
-  require_close(resize(y, {10, 12, 14}), out);
+  check_close(resize(y, {10, 12, 14}), out);
   auto wrong = Tensor<float, Cuda>::empty({2, 10, 12, 15});
   CHECK_THROWS_AS(plan.run(x_d, wrong), Error);
   CHECK_THROWS_AS(resize<std::int16_t>(random_volume<std::int16_t>({4, 4, 4}, 0, 9, 6).to<Cuda>(), {2, 2, 2},
@@ -206,12 +188,12 @@ TEST_CASE("Cuda HU window, range and clip + min-max normalisation equal the CPU'
   const auto f_d = f.to<Cuda>();
   const HuWindow window{.lo = -1250, .hi = 250};
   const HuWindow odd{.lo = -1, .hi = 3, .scale_255 = true, .nan_value = 2.5f};
-  require_close(hu_window(ct, window), hu_window(ct_d, window));
-  require_close(hu_window(f, odd), hu_window(f_d, odd));
-  require_close(normalize_range(ct), normalize_range(ct_d));
-  require_close(normalize_range(ct, -1000.0f, 1000.0f), normalize_range(ct_d, -1000.0f, 1000.0f));
-  require_close(clip_minmax(ct, -200, 400), clip_minmax(ct_d, -200, 400));
-  require_close(clip_minmax(f, 0, 3), clip_minmax(f_d, 0, 3));
+  check_close(hu_window(ct, window), hu_window(ct_d, window));
+  check_close(hu_window(f, odd), hu_window(f_d, odd));
+  check_close(normalize_range(ct), normalize_range(ct_d));
+  check_close(normalize_range(ct, -1000.0f, 1000.0f), normalize_range(ct_d, -1000.0f, 1000.0f));
+  check_close(clip_minmax(ct, -200, 400), clip_minmax(ct_d, -200, 400));
+  check_close(clip_minmax(f, 0, 3), clip_minmax(f_d, 0, 3));
   CHECK_THROWS_AS(hu_window(ct_d, HuWindow{.lo = 5, .hi = 5}), Error);
 }
 
@@ -228,17 +210,17 @@ TEST_CASE("Cuda moments and z-scores equal the CPU's (blocks, runs and lanes as 
     CHECK(g.count == c.count);
     require_near(g.mean, c.mean, 1e-12);
     require_near(g.std, c.std, 1e-12);
-    require_close(zscore(ct, nonzero), zscore(ct_d, nonzero));
+    check_close(zscore(ct, nonzero), zscore(ct_d, nonzero));
     const Moments cf = moments(f, nonzero), gf = moments(f_d, nonzero);
     require_near(gf.mean, cf.mean, 1e-12);
     require_near(gf.std, cf.std, 1e-12);
-    require_close(zscore(f, nonzero), zscore(f_d, nonzero));
+    check_close(zscore(f, nonzero), zscore(f_d, nonzero));
   }
   const Moments dataset{.mean = 12.5, .std = 310.0};
-  require_close(zscore(ct, dataset), zscore(ct_d, dataset));
+  check_close(zscore(ct, dataset), zscore(ct_d, dataset));
   // A small input (one partial run) and an all-zero one.
   const auto small = random_volume<float>({3, 5, 7}, -4, 4, 13);
-  require_close(zscore(small), zscore(small.to<Cuda>()));
+  check_close(zscore(small), zscore(small.to<Cuda>()));
   const auto zeros = Tensor<std::int16_t>::zeros({4, 5, 6});
   CHECK(moments(zeros.to<Cuda>(), true).count == 0);
 }
@@ -254,7 +236,7 @@ TEST_CASE("Cuda CT statistics and percentiles equal the CPU's", "[preprocess]") 
   require_near(g.std, c.std, 1e-12);
   require_near(g.lower, c.lower, 1e-12);
   require_near(g.upper, c.upper, 1e-12);
-  require_close(ct_normalize(ct, c), ct_normalize(ct_d, g));
+  check_close(ct_normalize(ct, c), ct_normalize(ct_d, g));
   // Whole-tensor percentiles of floats with negatives, ties and an exact rank.
   const auto f = random_volume<float>({9, 11, 13}, -50, 50, 16);
   std::vector<float> values(f.data(), f.data() + f.numel());

@@ -109,7 +109,9 @@ inline DeviceAllocator& device_allocator() {
 inline void* DeviceAllocator::allocate(std::size_t bytes) {
   const int device = current_device();
   const StreamKey stream = current_stream_key();
-  const std::size_t size = size_class(bytes);
+  // Uncached, a block is exactly what was asked: compute-sanitizer then sees an access one
+  // element past the end, which a size class's slack would hide.
+  const std::size_t size = caching_ ? size_class(bytes) : std::max<std::size_t>(bytes, 1);
   std::lock_guard lock(mutex_);
   AllocatorStats& st = stats_locked(device);
   void* p = nullptr;
