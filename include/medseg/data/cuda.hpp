@@ -91,16 +91,23 @@ class PinnedPool : public std::enable_shared_from_this<PinnedPool> {
       }
     }
     dropped.reset();
-    // Powers of two: cases differ in size, and a slightly larger case then still fits.
     if (!block) {
       MEDSEG_CUDA_CHECK(cudaSetDevice(device_));
-      block = std::make_unique<Block>(std::bit_ceil(std::max<std::size_t>(bytes, 4096)));
+      block = std::make_unique<Block>(block_size(bytes));
     }
     block->copied.synchronize();
     return {block.release(), [pool = shared_from_this()](Block* b) { pool->release(b); }};
   }
 
  private:
+  /// Rounded up to a quarter of a power of two: cases differ in size, and a slightly larger
+  /// case then still fits a block made for another, at most a quarter more memory held.
+  static std::size_t block_size(std::size_t bytes) {
+    bytes = std::max<std::size_t>(bytes, 4096);
+    const std::size_t step = std::bit_floor(bytes) / 4;
+    return (bytes + step - 1) / step * step;
+  }
+
   void release(Block* b) noexcept {
     std::unique_ptr<Block> owned(b);
     std::lock_guard lock(mutex_);

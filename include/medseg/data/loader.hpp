@@ -140,7 +140,8 @@ class Loader {
 
   /// The next batch, waiting for the workers if none is ready. Rethrows (as Error) the first
   /// failure a worker met, naming the case. On a device, its samples are augmented now, on
-  /// the calling thread's current stream.
+  /// the calling thread's current stream; a failure there is thrown from this call, and the
+  /// next call goes on with the following batch.
   Batch<L, B> next();
   /// Batch `b`, computed now on the calling thread: what next() returns as its b-th batch.
   Batch<L, B> batch(std::uint64_t b) const;
