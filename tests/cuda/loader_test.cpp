@@ -118,39 +118,54 @@ TEST_CASE("the GPU loader works on the consumer's own stream, its batches ordere
   }
 }
 
+namespace {
+
+/// A training run on backend B: VNetDeepSup (its lower-resolution targets are made from the
+/// batch's labels too), Dice + CE, SGD with a poly schedule, silent, its metrics log under `dir`.
+template <class B>
+struct Run {
+  explicit Run(const std::filesystem::path& dir)
+      : trainer{net, loss, opt, sched, {.iters = 10, .save_every = 0, .save_dir = dir, .progress = nullptr}} {}
+  /// Takes the parameters and buffers of `from`.
+  template <class Other>
+  void copy_weights(Other& from) {
+    const auto src = nn::parameters(from.net);
+    const auto dst = nn::parameters(net);
+    REQUIRE(src.size() == dst.size());
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i].value.copy_from(src[i].value);
+    const auto sb = nn::buffers(from.net);
+    const auto db = nn::buffers(net);
+    REQUIRE(sb.size() == db.size());
+    for (std::size_t i = 0; i < sb.size(); ++i) db[i].value.copy_from(sb[i].value);
+  }
+
+  models::VNetDeepSup<B> net{{.in_channels = 1, .num_classes = 3, .norm = models::Norm::group, .dropout = 0.0f,
+                              .width = 4, .seed = 5}};
+  loss::DiceCE<B> loss = loss::dice_ce<B>({.include_background = false, .batch = true});
+  optim::SGD<B> opt{nn::parameters(net), {.lr = 0.01, .momentum = 0.9}};
+  optim::PolyLR<optim::SGD<B>> sched{opt, {.total_iters = 10}};
+  train::Trainer<models::VNetDeepSup<B>, loss::DiceCE<B>, optim::SGD<B>, optim::PolyLR<optim::SGD<B>>> trainer;
+};
+
+}  // namespace
+
 TEST_CASE("the trainer steps on GPU batches as on the CPU loader's, with nothing copied") {
-  // VNetDeepSup: its lower-resolution targets are made from the device batch's labels too.
   const auto dataset = make_dataset(4, {40, 38, 42});
-  const models::VNetOptions options{.in_channels = 1, .num_classes = 3, .norm = models::Norm::group, .dropout = 0.0f,
-                                    .width = 4, .seed = 5};
-  models::VNetDeepSup<Cpu> cpu_net{options};
-  models::VNetDeepSup<Cuda> gpu_net{options};
-  const auto ps = nn::parameters(cpu_net);
-  const auto pg = nn::parameters(gpu_net);
-  REQUIRE(ps.size() == pg.size());
-  for (std::size_t i = 0; i < ps.size(); ++i) pg[i].value.copy_from(ps[i].value);
-  const auto bs = nn::buffers(cpu_net);
-  const auto bg = nn::buffers(gpu_net);
-  REQUIRE(bs.size() == bg.size());
-  for (std::size_t i = 0; i < bs.size(); ++i) bg[i].value.copy_from(bs[i].value);
-  auto cpu_loss = loss::dice_ce<Cpu>({.include_background = false, .batch = true});
-  auto gpu_loss = loss::dice_ce<Cuda>({.include_background = false, .batch = true});
-  optim::SGD cpu_opt{ps, {.lr = 0.01, .momentum = 0.9}};
-  optim::SGD gpu_opt{pg, {.lr = 0.01, .momentum = 0.9}};
-  optim::PolyLR cpu_sched{cpu_opt, {.total_iters = 10}};
-  optim::PolyLR gpu_sched{gpu_opt, {.total_iters = 10}};
   const auto dir = std::filesystem::temp_directory_path() / ("medseg_cuda_loader_test." + std::to_string(::getpid()));
-  train::Trainer cpu_trainer{cpu_net, cpu_loss, cpu_opt, cpu_sched,
-                             {.iters = 10, .save_every = 0, .save_dir = dir / "cpu", .progress = nullptr}};
-  train::Trainer gpu_trainer{gpu_net, gpu_loss, gpu_opt, gpu_sched,
-                             {.iters = 10, .save_every = 0, .save_dir = dir / "gpu", .progress = nullptr}};
+  Run<Cpu> on_cpu{dir / "cpu"};
+  Run<Cuda> from_gpu_batches{dir / "gpu"}, from_host_batches{dir / "host"};
+  from_gpu_batches.copy_weights(on_cpu);
+  from_host_batches.copy_weights(on_cpu);
   data::Loader cpu_loader{dataset, augmentation(), {.batch_size = 2, .workers = 0, .seed = 21}};
   auto gpu_loader = data::make_loader<Cuda>(dataset, augmentation(), {.batch_size = 2, .workers = 1, .seed = 21});
   for (int i = 0; i < 2; ++i) {
     INFO("step " << i);
-    const double vc = cpu_trainer.step(cpu_loader.next());
-    const double vg = gpu_trainer.step(gpu_loader.next());
+    const auto host_batch = cpu_loader.next();
+    const double vc = on_cpu.trainer.step(host_batch);
+    const double vh = from_host_batches.trainer.step(host_batch);  // the model's backend, copied there
+    const double vg = from_gpu_batches.trainer.step(gpu_loader.next());
     CHECK(std::isfinite(vg));
+    CHECK(std::abs(vh - vc) <= 1e-3 * std::max(1.0, std::abs(vc)));
     CHECK(std::abs(vg - vc) <= 1e-3 * std::max(1.0, std::abs(vc)));
   }
   std::filesystem::remove_all(dir);
