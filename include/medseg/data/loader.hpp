@@ -3,6 +3,12 @@
 // into a bounded prefetch queue, forever (iteration-based training). Batch b is a pure
 // function of (seed, b): every sample draws from its own counter-based stream keyed by
 // (epoch, case), so the batches are the same on any number of workers.
+//
+// Loader<D, T, L, Cuda> (include data/cuda.hpp) augments and collates on the GPU instead:
+// the workers still decode and cache cases in host memory and stage each sample for upload;
+// next() uploads, augments and collates on the calling thread's current stream, drawing the
+// same random numbers as the CPU loader, so its batch b equals the CPU loader's batch b
+// (labels exactly, images to the GPU transforms' rounding; transforms/cuda.hpp).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +25,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -43,20 +50,47 @@ struct LoaderOptions {
 };
 
 /// One collated batch. image [N,C,D,H,W] float; label [N,1,D,H,W] (undefined when the
-/// dataset has no labels), the layout losses accept (loss/target.hpp).
-template <class L = LabelValue>
+/// dataset has no labels), the layout losses accept (loss/target.hpp). On backend B: the
+/// host for the CPU loader, the GPU for Loader<D, T, L, Cuda>.
+template <class L = LabelValue, class B = Cpu>
 struct Batch {
-  Tensor<float> image;
-  Tensor<L> label;
+  Tensor<float, B> image;
+  Tensor<L, B> label;
   std::uint64_t number = 0;            // b: the b-th batch since the start
   std::uint64_t epoch = 0;
   std::vector<std::size_t> cases;      // dataset index of each sample
 };
 
-/// Samples of equal shape stacked along a new batch axis. Throws Error naming the sample
-/// whose image or label shape differs from the first's.
+/// Samples of equal shape stacked along a new batch axis, on the samples' backend (device
+/// copies ordered on the current stream). Throws Error naming the sample whose image or
+/// label shape differs from the first's.
+template <class L, class B>
+Batch<L, B> collate(const std::vector<transforms::BasicSample<L, B>>& samples);
+
+namespace detail {
+/// How a device loader's workers hand a host sample to next(): stage() runs on a worker
+/// thread, upload() on the consumer's, on its current stream. Each device backend defines it
+/// (data/cuda.hpp for Cuda); the CPU loader has no use for it.
+template <class B, class L>
+struct Staging {
+  static_assert(std::is_void_v<B>, "medseg: a Loader on a GPU backend needs its device mode: "
+                                   "#include <medseg/data/cuda.hpp> and link medseg::cuda");
+};
+/// On the host nothing is staged: the workers augment, and collate the batch themselves.
 template <class L>
-Batch<L> collate(const std::vector<transforms::BasicSample<L>>& samples);
+struct Staging<Cpu, L> {
+  using Staged = transforms::BasicSample<L>;
+};
+
+/// A host sample copied to backend B, synchronously: for batch(b), off the prefetch path.
+template <class B, class L>
+transforms::BasicSample<L, B> upload(const transforms::BasicSample<L>& s) {
+  transforms::BasicSample<L, B> out;
+  out.image = s.image.template to<B>();
+  if (s.label.defined()) out.label = s.label.template to<B>();
+  return out;
+}
+}  // namespace detail
 
 /// Decoded cases as samples, least recently used dropped past `budget` bytes. Entries are
 /// shared, never copied: transforms never write the storage of their input.
@@ -87,12 +121,16 @@ class SampleCache {
 };
 
 /// The loader. D is any data::Dataset, T any transform (usually a Compose); L the label
-/// element type of the batches.
+/// element type of the batches; B where samples are augmented and batches collated: Cpu, or
+/// Cuda with data/cuda.hpp (then T needs the GPU version of each of its transforms).
 ///   data::Loader loader{train, transforms::nnunet_3d({128, 128, 128}), {.batch_size = 2, .workers = 4}};
 ///   for (int it = 0; it < 1000; ++it) { auto batch = loader.next(); ... }
-template <Dataset D, class T, class L = LabelValue>
+///   auto gpu = data::make_loader<Cuda>(train, augmentation, {.batch_size = 2});  // Batch<LabelValue, Cuda>
+template <Dataset D, class T, class L = LabelValue, class B = Cpu>
 class Loader {
-  static_assert(transforms::Transform<T, L>, "medseg: Loader needs a transform with apply(BasicSample<L>&, RandomStream&)");
+  static_assert(transforms::Transform<T, L, B>,
+                "medseg: Loader needs a transform with apply(BasicSample<L, B>&, RandomStream&)");
+  static constexpr bool on_host = std::is_same_v<B, Cpu>;
 
  public:
   Loader(D dataset, T transform, LoaderOptions options = {});
@@ -101,10 +139,12 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   /// The next batch, waiting for the workers if none is ready. Rethrows (as Error) the first
-  /// failure a worker met, naming the case.
-  Batch<L> next();
+  /// failure a worker met, naming the case. On a device, its samples are augmented now, on
+  /// the calling thread's current stream; a failure there is thrown from this call, and the
+  /// next call goes on with the following batch.
+  Batch<L, B> next();
   /// Batch `b`, computed now on the calling thread: what next() returns as its b-th batch.
-  Batch<L> batch(std::uint64_t b) const;
+  Batch<L, B> batch(std::uint64_t b) const;
   std::uint64_t batches_per_epoch() const { return batches_per_epoch_; }
   const LoaderOptions& options() const { return options_; }
   std::size_t cached_bytes() const { return cache_.bytes(); }
@@ -117,34 +157,52 @@ class Loader {
   std::vector<std::size_t> epoch_order(std::uint64_t epoch) const;
 
  private:
+  using Sample = transforms::BasicSample<L, B>;
+  /// What a worker makes of one sample: augmented on the host, or staged for next() to upload.
+  using Made = typename detail::Staging<B, L>::Staged;
+
   transforms::BasicSample<L> load_sample(std::size_t index) const;
   /// Case `index` read from the dataset as a sample (no cache).
   transforms::BasicSample<L> decode(std::size_t index) const;
-  /// Sample `slot` of batch b, augmented; `index` receives its case.
-  transforms::BasicSample<L> prepare(std::uint64_t b, std::size_t slot, std::size_t& index) const;
+  /// `f()`, its Errors rethrown naming case `index`.
+  template <class F>
+  auto for_case(std::size_t index, F&& f) const;
+  /// Sample `s` of case `index` augmented with the case's stream of `epoch`; Errors name the case.
+  Sample augmented(std::uint64_t epoch, std::size_t index, Sample s) const;
+  /// The case of sample `slot` of batch b.
+  std::size_t case_at(std::uint64_t b, std::size_t slot) const;
+  /// What a worker makes of sample `slot` of batch b; `index` receives its case.
+  Made prepare(std::uint64_t b, std::size_t slot, std::size_t& index) const;
+  /// The samples of batch b collated, numbered and with their cases.
+  Batch<L, B> finish(std::uint64_t b, const std::vector<Sample>& samples, std::vector<std::size_t> cases) const;
   /// Runs `workers` copies of work() on the pool until the loader stops.
   void produce();
   /// A worker: claims the next sample, waits until its batch is within the prefetch window,
-  /// prepares it, and collates the batch when it was the batch's last sample.
+  /// prepares it, and hands the batch on when it was the batch's last sample.
   void work();
 
   struct Pending {
-    std::vector<transforms::BasicSample<L>> samples;
+    std::vector<Made> samples;
     std::vector<std::size_t> cases;
     std::uint64_t done = 0;
   };
+  /// Batch `b` from its staged samples: uploaded, augmented and collated on the device.
+  Batch<L, B> deliver(std::uint64_t b, Pending& staged);
+  /// What the workers queue for next(): a collated batch, or (on a device) its staged samples.
+  using Ready = std::conditional_t<on_host, Batch<L>, Pending>;
 
   D dataset_;
   T transform_;
   LoaderOptions options_;
   std::uint64_t batches_per_epoch_ = 0;
   mutable SampleCache<L> cache_;
+  [[no_unique_address]] detail::Staging<B, L> staging_;
 
   std::unique_ptr<ThreadPool> pool_;
   std::thread producer_;
   std::mutex mutex_;
   std::condition_variable ready_, space_;
-  std::map<std::uint64_t, Batch<L>> ready_batches_;  // made, not yet taken; keyed by number
+  std::map<std::uint64_t, Ready> ready_batches_;  // made, not yet taken; keyed by number
   std::exception_ptr failure_;
   bool stopping_ = false;
   std::uint64_t delivered_ = 0;  // batches next() has returned
@@ -157,11 +215,18 @@ Loader(D, T, LoaderOptions) -> Loader<D, T, LabelValue>;
 template <Dataset D, class T>
 Loader(D, T) -> Loader<D, T, LabelValue>;
 
+/// A loader on backend B, which class template argument deduction cannot name:
+///   auto loader = data::make_loader<Cuda>(train, augmentation, {.batch_size = 2, .workers = 2});
+template <class B, class L = LabelValue, Dataset D, class T>
+Loader<D, T, L, B> make_loader(D dataset, T transform, LoaderOptions options = {}) {
+  return {std::move(dataset), std::move(transform), options};
+}
+
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-template <class L>
-Batch<L> collate(const std::vector<transforms::BasicSample<L>>& samples) {
+template <class L, class B>
+Batch<L, B> collate(const std::vector<transforms::BasicSample<L, B>>& samples) {
   require(!samples.empty(), [&] {
     return ErrorInfo{.where = "data::collate", .field = "samples", .expected = "at least one", .actual = "none"};
   });
@@ -182,13 +247,13 @@ Batch<L> collate(const std::vector<transforms::BasicSample<L>>& samples) {
     });
   }
   const auto n = static_cast<std::int64_t>(samples.size());
-  Batch<L> b;
-  b.image = Tensor<float>::empty({n, image_shape[0], image_shape[1], image_shape[2], image_shape[3]});
+  Batch<L, B> b;
+  b.image = Tensor<float, B>::empty({n, image_shape[0], image_shape[1], image_shape[2], image_shape[3]});
   for (std::int64_t i = 0; i < n; ++i)
     b.image[i].copy_from(samples[static_cast<std::size_t>(i)].image);
   if (labelled) {
     const Shape ls = first.label.shape();
-    b.label = Tensor<L>::empty({n, ls[0], ls[1], ls[2], ls[3]});
+    b.label = Tensor<L, B>::empty({n, ls[0], ls[1], ls[2], ls[3]});
     for (std::int64_t i = 0; i < n; ++i) b.label[i].copy_from(samples[static_cast<std::size_t>(i)].label);
   }
   return b;
@@ -254,8 +319,8 @@ std::size_t SampleCache<L>::bytes() const {
   return used_;
 }
 
-template <Dataset D, class T, class L>
-Loader<D, T, L>::Loader(D dataset, T transform, LoaderOptions options)
+template <Dataset D, class T, class L, class B>
+Loader<D, T, L, B>::Loader(D dataset, T transform, LoaderOptions options)
     : dataset_(std::move(dataset)), transform_(std::move(transform)), options_(options), cache_(options.cache_bytes) {
   const auto n = static_cast<std::int64_t>(dataset_.size());
   require(options_.batch_size >= 1 && options_.batch_size <= n, [&] {
@@ -277,8 +342,8 @@ Loader<D, T, L>::Loader(D dataset, T transform, LoaderOptions options)
   }
 }
 
-template <Dataset D, class T, class L>
-Loader<D, T, L>::~Loader() {
+template <Dataset D, class T, class L, class B>
+Loader<D, T, L, B>::~Loader() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -287,8 +352,8 @@ Loader<D, T, L>::~Loader() {
   if (producer_.joinable()) producer_.join();
 }
 
-template <Dataset D, class T, class L>
-std::vector<std::size_t> Loader<D, T, L>::epoch_order(std::uint64_t epoch) const {
+template <Dataset D, class T, class L, class B>
+std::vector<std::size_t> Loader<D, T, L, B>::epoch_order(std::uint64_t epoch) const {
   std::vector<std::size_t> order(dataset_.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   if (!options_.shuffle) return order;
@@ -298,15 +363,15 @@ std::vector<std::size_t> Loader<D, T, L>::epoch_order(std::uint64_t epoch) const
   return order;
 }
 
-template <Dataset D, class T, class L>
-transforms::BasicSample<L> Loader<D, T, L>::load_sample(std::size_t index) const {
+template <Dataset D, class T, class L, class B>
+transforms::BasicSample<L> Loader<D, T, L, B>::load_sample(std::size_t index) const {
   if (options_.cache_bytes > 0)  // shares the tensors: transforms replace, never write
     return *cache_.get(index, [&] { return std::make_shared<const transforms::BasicSample<L>>(decode(index)); });
   return decode(index);
 }
 
-template <Dataset D, class T, class L>
-transforms::BasicSample<L> Loader<D, T, L>::decode(std::size_t index) const {
+template <Dataset D, class T, class L, class B>
+transforms::BasicSample<L> Loader<D, T, L, B>::decode(std::size_t index) const {
   Case c = dataset_.load(index);
   transforms::BasicSample<L> s;
   s.image = c.image.voxels.rank() == 3 ? c.image.voxels.reshape({1, c.image.voxels.size(0), c.image.voxels.size(1),
@@ -323,16 +388,11 @@ transforms::BasicSample<L> Loader<D, T, L>::decode(std::size_t index) const {
   return s;
 }
 
-template <Dataset D, class T, class L>
-transforms::BasicSample<L> Loader<D, T, L>::prepare(std::uint64_t b, std::size_t slot, std::size_t& index) const {
-  const std::uint64_t epoch = b / batches_per_epoch_;
-  const auto first = static_cast<std::size_t>((b % batches_per_epoch_) * static_cast<std::uint64_t>(options_.batch_size));
-  index = epoch_order(epoch)[first + slot];
+template <Dataset D, class T, class L, class B>
+template <class F>
+auto Loader<D, T, L, B>::for_case(std::size_t index, F&& f) const {
   try {
-    auto s = load_sample(index);
-    RandomStream rng = sample_stream(epoch, index);
-    transform_.apply(s, rng);
-    return s;
+    return f();
   } catch (const Error& e) {
     auto info = e.info();
     info.where = "data::Loader: case " + std::to_string(index) + " (" + dataset_.name(index) + ")" +
@@ -341,21 +401,71 @@ transforms::BasicSample<L> Loader<D, T, L>::prepare(std::uint64_t b, std::size_t
   }
 }
 
-template <Dataset D, class T, class L>
-Batch<L> Loader<D, T, L>::batch(std::uint64_t b) const {
-  const auto bs = static_cast<std::size_t>(options_.batch_size);
-  std::vector<transforms::BasicSample<L>> samples(bs);
-  std::vector<std::size_t> cases(bs);
-  for (std::size_t k = 0; k < bs; ++k) samples[k] = prepare(b, k, cases[k]);
-  Batch<L> out = collate(samples);
+template <Dataset D, class T, class L, class B>
+auto Loader<D, T, L, B>::augmented(std::uint64_t epoch, std::size_t index, Sample s) const -> Sample {
+  return for_case(index, [&] {
+    RandomStream rng = sample_stream(epoch, index);
+    transform_.apply(s, rng);
+    return std::move(s);
+  });
+}
+
+template <Dataset D, class T, class L, class B>
+std::size_t Loader<D, T, L, B>::case_at(std::uint64_t b, std::size_t slot) const {
+  const auto first = static_cast<std::size_t>((b % batches_per_epoch_) * static_cast<std::uint64_t>(options_.batch_size));
+  return epoch_order(b / batches_per_epoch_)[first + slot];
+}
+
+template <Dataset D, class T, class L, class B>
+auto Loader<D, T, L, B>::prepare(std::uint64_t b, std::size_t slot, std::size_t& index) const -> Made {
+  const std::uint64_t epoch = b / batches_per_epoch_;
+  index = case_at(b, slot);
+  auto s = for_case(index, [&] { return load_sample(index); });
+  if constexpr (on_host)
+    return augmented(epoch, index, std::move(s));
+  else
+    return staging_.stage(s);
+}
+
+template <Dataset D, class T, class L, class B>
+Batch<L, B> Loader<D, T, L, B>::finish(std::uint64_t b, const std::vector<Sample>& samples,
+                                       std::vector<std::size_t> cases) const {
+  Batch<L, B> out = collate(samples);
   out.number = b;
   out.epoch = b / batches_per_epoch_;
   out.cases = std::move(cases);
   return out;
 }
 
-template <Dataset D, class T, class L>
-void Loader<D, T, L>::produce() {
+template <Dataset D, class T, class L, class B>
+Batch<L, B> Loader<D, T, L, B>::batch(std::uint64_t b) const {
+  const auto bs = static_cast<std::size_t>(options_.batch_size);
+  const std::uint64_t epoch = b / batches_per_epoch_;
+  std::vector<Sample> samples(bs);
+  std::vector<std::size_t> cases(bs);
+  for (std::size_t k = 0; k < bs; ++k) {
+    if constexpr (on_host) {
+      samples[k] = prepare(b, k, cases[k]);
+    } else {  // no staging: a direct (synchronous) upload of each host sample
+      const std::size_t index = cases[k] = case_at(b, k);
+      samples[k] = augmented(epoch, index, detail::upload<B>(for_case(index, [&] { return load_sample(index); })));
+    }
+  }
+  return finish(b, samples, std::move(cases));
+}
+
+template <Dataset D, class T, class L, class B>
+Batch<L, B> Loader<D, T, L, B>::deliver(std::uint64_t b, Pending& staged) {
+  const std::uint64_t epoch = b / batches_per_epoch_;
+  std::vector<Sample> samples(staged.samples.size());
+  for (std::size_t k = 0; k < samples.size(); ++k) {
+    samples[k] = augmented(epoch, staged.cases[k], staging_.upload(staged.samples[k]));
+  }
+  return finish(b, samples, std::move(staged.cases));
+}
+
+template <Dataset D, class T, class L, class B>
+void Loader<D, T, L, B>::produce() {
   // One long-lived loop per worker, run as the pool's chunks: pool threads mark themselves as
   // inside the pool, so the transforms' own parallel_for calls run inline on them.
   pool_->parallel_for(0, options_.workers, 1, [this](std::int64_t lo, std::int64_t hi) {
@@ -363,8 +473,8 @@ void Loader<D, T, L>::produce() {
   });
 }
 
-template <Dataset D, class T, class L>
-void Loader<D, T, L>::work() {
+template <Dataset D, class T, class L, class B>
+void Loader<D, T, L, B>::work() {
   const auto bs = static_cast<std::uint64_t>(options_.batch_size);
   const auto room = static_cast<std::uint64_t>(options_.prefetch);
   for (;;) {
@@ -380,8 +490,7 @@ void Loader<D, T, L>::work() {
     try {
       std::size_t index = 0;
       auto sample = prepare(b, static_cast<std::size_t>(k % bs), index);
-      std::vector<transforms::BasicSample<L>> complete;
-      std::vector<std::size_t> cases;
+      Pending complete;
       {
         std::lock_guard lock(mutex_);
         auto& p = pending_[b];
@@ -392,17 +501,19 @@ void Loader<D, T, L>::work() {
         p.samples[k % bs] = std::move(sample);
         p.cases[k % bs] = index;
         if (++p.done == bs) {
-          complete = std::move(p.samples);
-          cases = std::move(p.cases);
+          complete = std::move(p);
           pending_.erase(b);
         }
       }
-      if (complete.empty()) continue;
-      // The last sample of batch b: this worker collates it.
-      Batch<L> made = collate(complete);
-      made.number = b;
-      made.epoch = b / batches_per_epoch_;
-      made.cases = std::move(cases);
+      if (complete.samples.empty()) continue;
+      // The last sample of batch b: this worker collates it (on the host) or queues its
+      // staged samples for next() (on a device).
+      Ready made = [&] {
+        if constexpr (on_host)
+          return finish(b, complete.samples, std::move(complete.cases));
+        else
+          return std::move(complete);
+      }();
       {
         std::lock_guard lock(mutex_);
         ready_batches_.emplace(b, std::move(made));
@@ -420,19 +531,22 @@ void Loader<D, T, L>::work() {
   }
 }
 
-template <Dataset D, class T, class L>
-Batch<L> Loader<D, T, L>::next() {
+template <Dataset D, class T, class L, class B>
+Batch<L, B> Loader<D, T, L, B>::next() {
   if (!pool_) return batch(delivered_++);
   std::unique_lock lock(mutex_);
   ready_.wait(lock, [&] { return ready_batches_.count(delivered_) > 0 || failure_; });
   const auto it = ready_batches_.find(delivered_);
   if (it == ready_batches_.end()) std::rethrow_exception(failure_);
-  Batch<L> b = std::move(it->second);
+  Ready made = std::move(it->second);
   ready_batches_.erase(it);
-  ++delivered_;
+  const std::uint64_t b = delivered_++;
   lock.unlock();
   space_.notify_all();
-  return b;
+  if constexpr (on_host)
+    return made;
+  else
+    return deliver(b, made);
 }
 
 }  // namespace medseg::data

@@ -64,8 +64,10 @@ struct TrainerOptions {
 ///   trainer.fit(loader, [&](auto& m) { return my_validation(m); });
 ///
 /// The loader is anything with `Batch next()` whose batches have `image` [N,C,D,H,W] float and
-/// `label` [N,1,D,H,W] integer; with `Batch batch(std::uint64_t b)` too (data::Loader), a
-/// resumed run asks for its next batch by number, so resuming needs no loader state.
+/// `label` [N,1,D,H,W] integer, on the host or already on the model's backend (a GPU loader,
+/// data/cuda.hpp: then nothing is copied); with `Batch batch(std::uint64_t b)` too
+/// (data::Loader), a resumed run asks for its next batch by number, so resuming needs no
+/// loader state.
 template <class Model, class Loss, class Optimizer, class Scheduler>
 class Trainer {
  public:
@@ -110,8 +112,8 @@ class Trainer {
     m.backward_all(dys);
   };
 
-  template <class L>
-  float forward_backward(const Tensor<float, backend>& image, const Tensor<L, Cpu>& label);
+  template <class L, class LabelBackend>
+  float forward_backward(const Tensor<float, backend>& image, const Tensor<L, LabelBackend>& label);
   template <class LoaderLike>
   auto fetch(LoaderLike& loader, std::uint64_t b);
   void finish_iteration();
@@ -263,7 +265,7 @@ double Trainer<Model, Loss, Optimizer, Scheduler>::step(const BatchLike& batch) 
   if (!model_.training()) model_.train(true);
   if (pending_batches_ == 0) optimizer_.zero_grad();
   Tensor<float, backend> image;
-  if constexpr (std::is_same_v<backend, Cpu>)
+  if constexpr (std::is_same_v<std::remove_cvref_t<decltype(batch.image)>, Tensor<float, backend>>)
     image = batch.image;
   else
     image = batch.image.template to<backend>();
@@ -281,14 +283,22 @@ void Trainer<Model, Loss, Optimizer, Scheduler>::scale_for_accumulation(const Te
 }
 
 template <class Model, class Loss, class Optimizer, class Scheduler>
-template <class L>
+template <class L, class LabelBackend>
 float Trainer<Model, Loss, Optimizer, Scheduler>::forward_backward(const Tensor<float, backend>& image,
-                                                                    const Tensor<L, Cpu>& label) {
-  auto on_device = [](const Tensor<L, Cpu>& t) {
-    if constexpr (std::is_same_v<backend, Cpu>)
+                                                                    const Tensor<L, LabelBackend>& label) {
+  auto on_device = []<class B>(const Tensor<L, B>& t) {
+    if constexpr (std::is_same_v<B, backend>)
       return t;
     else
       return t.template to<backend>();
+  };
+  // The deep-supervision targets are resized on the host (labels are small): a device batch's
+  // labels come down for it.
+  auto on_host = [](const Tensor<L, LabelBackend>& t) {
+    if constexpr (std::is_same_v<LabelBackend, Cpu>)
+      return t;
+    else
+      return t.template to<Cpu>();
   };
   // Mixed precision for both passes when asked for; otherwise the process's setting stands.
   std::optional<AutocastScope> amp;
@@ -299,7 +309,8 @@ float Trainer<Model, Loss, Optimizer, Scheduler>::forward_backward(const Tensor<
       if (!deep_supervision_ || deep_supervision_->weights().size() != outputs.size())
         deep_supervision_.emplace(loss_, outputs.size());
       std::vector<Tensor<L, backend>> labels;
-      for (const auto& o : outputs) labels.push_back(on_device(nearest_labels(label, o.shape())));
+      const Tensor<L, Cpu> host_label = on_host(label);
+      for (const auto& o : outputs) labels.push_back(on_device(nearest_labels(host_label, o.shape())));
       const float value = deep_supervision_->forward(outputs, labels);
       auto grads = deep_supervision_->backward();
       for (const auto& g : grads) scale_for_accumulation(g);
