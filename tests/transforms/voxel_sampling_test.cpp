@@ -1,15 +1,19 @@
 // transforms/voxel_sampling.hpp and voxel_intensity.hpp: the per-voxel arithmetic the GPU
 // augmentations run, built here for the host and held to the CPU transforms bit for bit
 // (sample_image, sample_label, resample, GaussianNoise, gaussian_filter, channel_stats,
-// brightness, contrast, normalisation; gamma to its pow's last bit), so the kernels' logic is
-// checked on machines without a GPU. Grids with rotation, scaling, an offset and a
+// brightness, contrast, normalisation, permute_reverse / rot90, the two resizes, the bias
+// field; gamma to its pow's last bit), and each transform's draw() held to its apply, so the
+// kernels' logic is checked on machines without a GPU. Grids with rotation, scaling, an offset and a
 // displacement field, shrinking and growing, every interpolation mode; coordinates that fall
 // outside, on the border and exactly on voxels.
 #include "support.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <numbers>
+#include <optional>
 #include <random>
+#include <type_traits>
 
 #include "medseg/transforms/voxel_intensity.hpp"
 #include "medseg/transforms/voxel_sampling.hpp"
@@ -339,4 +343,207 @@ TEST_CASE("voxel_intensity: the maps give brightness, contrast, normalisation an
       CHECK(worst <= 1e-5);  // values are O(1..5)
     }
   }
+}
+
+// -- The voxel moves, the resizes and the bias field, as the GPU kernels run them --------------
+
+TEST_CASE("voxel_sampling: permuted_source, element by element, is permute_reverse and rot90") {
+  const auto image = random_image({2, 4, 5, 6}, 41);
+  const auto label = random_label({1, 4, 5, 6}, 42);
+  // What the kernel does: out[i] = x[permuted_source(plan, i)] for every element.
+  auto by_element = [](const auto& x, const std::array<int, 3>& source, const std::array<bool, 3>& reverse) {
+    using T = std::remove_cvref_t<decltype(*x.data())>;
+    const voxel::PermutePlan plan = transforms::detail::checked_permute_plan(x, source, reverse);
+    auto out = Tensor<T>::empty({x.size(0), plan.out[0], plan.out[1], plan.out[2]});
+    for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = x.data()[voxel::permuted_source(plan, i)];
+    return out;
+  };
+  std::array<int, 3> source{0, 1, 2};
+  do {
+    for (int mask = 0; mask < 8; ++mask) {
+      const std::array<bool, 3> reverse{(mask & 1) != 0, (mask & 2) != 0, (mask & 4) != 0};
+      INFO("source " << source[0] << source[1] << source[2] << ", reverse mask " << mask);
+      REQUIRE(same_bits(permute_reverse(image, source, reverse), by_element(image, source, reverse)));
+      REQUIRE(same_bits(permute_reverse(label, source, reverse), by_element(label, source, reverse)));
+    }
+  } while (std::next_permutation(source.begin(), source.end()));
+  for (const Plane plane : {Plane{0, 1}, Plane{2, 0}, Plane{1, 2}})
+    for (int k = -1; k <= 4; ++k) {
+      const transforms::detail::QuarterTurn q = transforms::detail::quarter_turn(k, plane);
+      INFO("k " << k << ", plane " << plane[0] << plane[1]);
+      CHECK(q.identity == (((k % 4) + 4) % 4 == 0));
+      if (!q.identity) REQUIRE(same_bits(rot90(image, k, plane), by_element(image, q.source, q.reverse)));
+    }
+}
+
+TEST_CASE("voxel_sampling: resized_value, element by element, is resize_nearest_exact and resize_trilinear") {
+  const auto image = random_image({2, 7, 9, 11}, 43);
+  const Index3 in{7, 9, 11};
+  for (const Index3 size : {Index3{3, 4, 5}, Index3{7, 9, 11}, Index3{13, 5, 20}, Index3{1, 1, 1}, Index3{2, 18, 6}}) {
+    for (const bool linear : {false, true}) {
+      INFO("size " << index3_text(size) << (linear ? ", trilinear" : ", nearest-exact"));
+      const transforms::detail::Taps taps = transforms::detail::separable_taps(in, size, linear);
+      const voxel::ResizeSpec spec{{in[0], in[1], in[2]}, {size[0], size[1], size[2]}, taps.i0.data(),
+                                   linear ? taps.i1.data() : nullptr, linear ? taps.t.data() : nullptr, linear};
+      auto out = Tensor<float>::empty({2, size[0], size[1], size[2]});
+      for (std::int64_t i = 0; i < out.numel(); ++i) out.data()[i] = voxel::resized_value(spec, image.data(), i);
+      REQUIRE(same_bits(linear ? resize_trilinear(image, size) : resize_nearest_exact(image, size), out));
+    }
+  }
+}
+
+TEST_CASE("voxel_intensity: the bias field's folds, run as the kernels run them, are RandomBiasField's") {
+  const auto image = random_image({2, 6, 7, 9}, 44);
+  const Index3 size{6, 7, 9};
+  for (const int degree : {0, 1, 3, 6}) {
+    const RandomBiasField t{.p = 1.0f, .degree = degree, .coefficients = {-0.2f, 0.3f}};
+    Sample s{image.clone(), {}};
+    RandomStream a(5, 1), b(5, 1);
+    t.apply(s, a);
+    const std::vector<double> coefficients = t.draw(b);
+    REQUIRE(a.position() == b.position());
+    REQUIRE(!coefficients.empty());
+    // The three kernels: g per plane, h per row, then each voxel's gain on every channel.
+    const auto c = transforms::detail::dense_bias_coefficients(degree, coefficients);
+    const auto pz = transforms::detail::legendre_table(size[0], degree), py = transforms::detail::legendre_table(size[1], degree),
+               px = transforms::detail::legendre_table(size[2], degree);
+    const std::int64_t stride = degree + 1, n = size[0] * size[1] * size[2];
+    std::vector<double> g(static_cast<std::size_t>(size[0] * stride * stride)),
+        rows(static_cast<std::size_t>(size[0] * size[1] * stride));
+    for (std::int64_t at = 0; at < static_cast<std::int64_t>(g.size()); ++at) {
+      const auto k = static_cast<int>(at % stride), j = static_cast<int>((at / stride) % stride);
+      if (j + k <= degree) g[at] = voxel::bias_plane_term(c.data(), degree, j, k, &pz[at / (stride * stride) * stride]);
+    }
+    for (std::int64_t at = 0; at < static_cast<std::int64_t>(rows.size()); ++at) {
+      const std::int64_t row = at / stride;
+      rows[at] = voxel::bias_row_term(&g[row / size[1] * stride * stride], degree, static_cast<int>(at % stride),
+                                      &py[row % size[1] * stride]);
+    }
+    auto expect = image.clone();
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float gain = std::exp(voxel::bias_log_point(&rows[i / size[2] * stride], degree, &px[i % size[2] * stride]));
+      for (std::int64_t ch = 0; ch < 2; ++ch) expect.data()[ch * n + i] = voxel::mul(expect.data()[ch * n + i], gain);
+    }
+    INFO("degree " << degree);
+    REQUIRE(same_bits(s.image, expect));
+    auto f = Tensor<float>::empty({size[0], size[1], size[2]});
+    for (std::int64_t i = 0; i < n; ++i)
+      f.data()[i] = voxel::bias_log_point(&rows[i / size[2] * stride], degree, &px[i % size[2] * stride]);
+    REQUIRE(same_bits(bias_field_log(size, degree, coefficients), f));
+  }
+}
+
+namespace {
+
+/// Applies `t` to a copy of `s0` with stream (seed, 7) and returns it; `after` gets the stream.
+template <class T>
+Sample applied(const T& t, const Sample& s0, std::uint64_t seed, RandomStream& after) {
+  Sample s{s0.image.clone(), s0.label.defined() ? s0.label.clone() : Tensor<std::uint8_t>{}};
+  after = RandomStream(seed, 7);
+  t.apply(s, after);
+  return s;
+}
+
+void require_same(const Sample& a, const Sample& b) {
+  REQUIRE(same_bits(a.image, b.image));
+  REQUIRE(a.label.defined() == b.label.defined());
+  if (a.label.defined()) REQUIRE(same_bits(a.label, b.label));
+}
+
+}  // namespace
+
+TEST_CASE("voxel_sampling: the draws of the moves, crops and resizes are what their applies draw and do") {
+  // The GPU versions call draw() and then do what it says: that must be the CPU apply exactly,
+  // in result and in the random words consumed.
+  const Sample cube{random_image({2, 7, 7, 7}, 51), random_label({1, 7, 7, 7}, 52)};
+  const Sample box{random_image({2, 6, 8, 9}, 53), random_label({1, 6, 8, 9}, 54)};
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    INFO("seed " << seed);
+    RandomStream a(0, 0), b(seed, 7);
+    {
+      const RandomFlip3D t{.p = 0.5f, .axes = {true, false, true}};
+      const Sample got = applied(t, box, seed, a);
+      Sample want = box;
+      flip(want, t.draw(b));
+      CHECK(a.position() == b.position());
+      require_same(got, want);
+    }
+    for (const bool square_only : {true, false}) {
+      const RandomQuarterTurn3D t{.p = 0.7f, .square_only = square_only};
+      for (const Sample* s0 : {&cube, &box}) {
+        const Sample got = applied(t, *s0, seed, a);
+        b = RandomStream(seed, 7);
+        const auto d = t.draw(s0->spatial(), b);
+        Sample want = *s0;
+        if (d.turn) want = Sample{rot90(s0->image, d.k, d.plane), rot90(s0->label, d.k, d.plane)};
+        CHECK(a.position() == b.position());
+        require_same(got, want);
+      }
+    }
+    auto check_grid = [&](const auto& t, const std::optional<SamplingGrid>& grid, ImageInterpolation im,
+                          LabelInterpolation lm) {
+      const Sample got = applied(t, box, seed, a);
+      Sample want = box;
+      if (grid) resample(want, *grid, im, lm);
+      CHECK(a.position() == b.position());
+      require_same(got, want);
+    };
+    {
+      const RandomRotation3D t{.degrees = 50.0f, .p = 0.6f};
+      b = RandomStream(seed, 7);
+      check_grid(t, t.draw(box.spatial(), b), t.image_interpolation, t.label_interpolation);
+    }
+    {
+      const RandomScale t{.p = 0.6f, .anisotropic = true};
+      b = RandomStream(seed, 7);
+      check_grid(t, t.draw(box.spatial(), b), t.image_interpolation, t.label_interpolation);
+    }
+    for (const auto& t : {RandomResizedCrop3D{.size = {5, 6, 7}}, RandomResizedCrop3D{.size = {5, 6, 7}, .scale = {3.0f, 4.0f}}}) {
+      b = RandomStream(seed, 7);
+      check_grid(t, t.draw(box.spatial(), b), ImageInterpolation::linear, LabelInterpolation::nearest);
+    }
+    {
+      const RandomCrop t{.size = {4, 10, 5}};
+      const Sample got = applied(t, box, seed, a);
+      b = RandomStream(seed, 7);
+      Sample want = box;
+      crop_or_pad(want, t.draw(box.spatial(), b), t.size);
+      CHECK(a.position() == b.position());
+      require_same(got, want);
+    }
+    {
+      const ForegroundCrop t{.size = {4, 5, 6}, .foreground_fraction = 0.6f, .margin = {2, 2, 2}};
+      const Sample got = applied(t, box, seed, a);
+      b = RandomStream(seed, 7);
+      Sample want = box;
+      crop_or_pad(want, t.draw(box.spatial(), box.label, b), t.size);
+      CHECK(a.position() == b.position());
+      require_same(got, want);
+    }
+    {
+      const SimulateLowResolution t{.p = 0.8f, .zoom = {0.4f, 0.9f}, .p_per_channel = 0.5f};
+      const Sample got = applied(t, box, seed, a);
+      b = RandomStream(seed, 7);
+      const auto draws = t.draw(box.spatial(), 2, b);
+      CHECK(a.position() == b.position());
+      Sample want{box.image.clone(), box.label};
+      for (std::int64_t c = 0; c < static_cast<std::int64_t>(draws.size()); ++c)
+        if (draws[static_cast<std::size_t>(c)].fire)
+          want.image.slice(0, c, c + 1).copy_from(
+              resize_trilinear(resize_nearest_exact(box.image.slice(0, c, c + 1).contiguous(),
+                                                    draws[static_cast<std::size_t>(c)].low),
+                               box.spatial()));
+      require_same(got, want);
+    }
+    {
+      const RandomBiasField t{.p = 0.5f};
+      (void)applied(t, box, seed, a);
+      b = RandomStream(seed, 7);
+      (void)t.draw(b);
+      CHECK(a.position() == b.position());
+    }
+  }
+  // The draw-free boxes.
+  CHECK(CenterCrop{.size = {4, 10, 5}}.begin({6, 8, 9}) == Index3{1, -1, 2});
+  CHECK(PadToSize{.size = {8, 4, 10}}.box({6, 8, 9}) == std::array<Index3, 2>{Index3{-1, 0, 0}, Index3{8, 8, 10}});
 }

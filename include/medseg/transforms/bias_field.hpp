@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "../core/parallel.hpp"
 #include "concepts.hpp"
 #include "intensity.hpp"
+#include "voxel_intensity.hpp"
 
 namespace medseg::transforms {
 
@@ -28,6 +30,14 @@ struct RandomBiasField {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the field on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws: the coefficients in bias_field_terms(degree)'s order (empty: not fired).
+  std::vector<double> draw(RandomStream& rng) const;
 };
 
 /// The exponents (i, j, k) of the series, in the order coefficients are drawn and passed:
@@ -62,46 +72,54 @@ inline std::vector<double> legendre_table(std::int64_t n, int degree) {
   }
   return t;
 }
+
+/// The coefficients in bias_field_terms(degree)'s order laid out dense, as the voxel::bias_*
+/// functions read them: c[(i * (degree + 1) + j) * (degree + 1) + k], 0 where i + j + k > degree.
+inline std::vector<double> dense_bias_coefficients(int degree, const std::vector<double>& coefficients) {
+  const auto terms = bias_field_terms(degree);
+  const int stride = degree + 1;
+  std::vector<double> c(static_cast<std::size_t>(stride * stride * stride), 0.0);
+  for (std::size_t t = 0; t < terms.size(); ++t)
+    c[static_cast<std::size_t>((terms[t][0] * stride + terms[t][1]) * stride + terms[t][2])] = coefficients[t];
+  return c;
+}
+
+/// bias_field_log's checks: `coefficients` has one value per term of `degree`.
+inline void check_bias_coefficients(int degree, const std::vector<double>& coefficients) {
+  const std::size_t terms = degree >= 0 ? bias_field_terms(degree).size() : 0;
+  require(degree >= 0 && coefficients.size() == terms, [&] {
+    return ErrorInfo{.where = "transforms::bias_field_log", .field = "coefficients",
+                     .expected = std::to_string(terms) + " values for degree " + std::to_string(degree),
+                     .actual = std::to_string(coefficients.size())};
+  });
+}
 }  // namespace detail
 
 inline Tensor<float> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients) {
-  const auto terms = bias_field_terms(degree);
-  require(degree >= 0 && coefficients.size() == terms.size(), [&] {
-    return ErrorInfo{.where = "transforms::bias_field_log", .field = "coefficients",
-                     .expected = std::to_string(terms.size()) + " values for degree " + std::to_string(degree),
-                     .actual = std::to_string(coefficients.size())};
-  });
+  detail::check_bias_coefficients(degree, coefficients);
+  const auto c = detail::dense_bias_coefficients(degree, coefficients);
   const auto pz = detail::legendre_table(size[0], degree), py = detail::legendre_table(size[1], degree),
              px = detail::legendre_table(size[2], degree);
   auto out = Tensor<float>::empty({size[0], size[1], size[2]});
   float* f = out.data();
   const int stride = degree + 1;
   parallel_for(0, size[0], 1, [&](std::int64_t z0, std::int64_t z1) {
-    // Per plane, fold the z factor into the coefficients: g_jk = sum_i c_ijk P_i(z).
-    std::vector<double> g(static_cast<std::size_t>(stride * stride));
+    // Per plane, fold the z factor into the coefficients (g_jk), per row the y factor (h_k).
+    std::vector<double> g(static_cast<std::size_t>(stride * stride)), h(static_cast<std::size_t>(stride));
     for (std::int64_t z = z0; z < z1; ++z) {
-      std::fill(g.begin(), g.end(), 0.0);
-      for (std::size_t t = 0; t < terms.size(); ++t)
-        g[terms[t][1] * stride + terms[t][2]] += coefficients[t] * pz[z * stride + terms[t][0]];
+      for (int j = 0; j <= degree; ++j)
+        for (int k = 0; j + k <= degree; ++k) g[j * stride + k] = voxel::bias_plane_term(c.data(), degree, j, k, &pz[z * stride]);
       for (std::int64_t y = 0; y < size[1]; ++y) {
-        double h[16] = {};  // h_k = sum_j g_jk P_j(y); degree <= 15
-        for (int j = 0; j <= degree; ++j)
-          for (int k = 0; j + k <= degree; ++k) h[k] += g[j * stride + k] * py[y * stride + j];
+        for (int k = 0; k <= degree; ++k) h[k] = voxel::bias_row_term(g.data(), degree, k, &py[y * stride]);
         float* row = f + (z * size[1] + y) * size[2];
-        for (std::int64_t x = 0; x < size[2]; ++x) {
-          double v = 0;
-          for (int k = 0; k <= degree; ++k) v += h[k] * px[x * stride + k];
-          row[x] = static_cast<float>(v);
-        }
+        for (std::int64_t x = 0; x < size[2]; ++x) row[x] = voxel::bias_log_point(h.data(), degree, &px[x * stride]);
       }
     }
   });
   return out;
 }
 
-template <class L>
-void RandomBiasField::apply(BasicSample<L>& s, RandomStream& rng) const {
-  check_sample(s, "transforms::RandomBiasField");
+inline std::vector<double> RandomBiasField::draw(RandomStream& rng) const {
   require(degree >= 0 && degree <= 15, [&] {
     return ErrorInfo{.where = "transforms::RandomBiasField", .field = "degree", .expected = "0..15",
                      .actual = std::to_string(degree)};
@@ -109,7 +127,15 @@ void RandomBiasField::apply(BasicSample<L>& s, RandomStream& rng) const {
   const bool fire = rng.bernoulli(p);
   std::vector<double> c(bias_field_terms(degree).size());
   for (double& v : c) v = coefficients.draw(rng);
-  if (!fire) return;
+  if (!fire) c.clear();
+  return c;
+}
+
+template <class L>
+void RandomBiasField::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomBiasField");
+  const std::vector<double> c = draw(rng);
+  if (c.empty()) return;
   const Index3 size = s.spatial();
   const Tensor<float> log_field = bias_field_log(size, degree, c);
   const float* f = log_field.data();

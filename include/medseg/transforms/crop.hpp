@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstdint>
 #include <vector>
 
@@ -20,6 +21,14 @@ struct RandomCrop {
   Index3 size{};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// Where one apply puts the patch in a volume of extent `spatial`.
+  Index3 draw(const Index3& spatial, RandomStream& rng) const;
 };
 
 /// The central patch of `size` (padded when the volume is smaller).
@@ -27,6 +36,14 @@ struct CenterCrop {
   Index3 size{};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// Where the patch starts in a volume of extent `spatial` (nothing is drawn).
+  Index3 begin(const Index3& spatial) const;
 };
 
 /// Pads with 0 (label 0) to at least `size` per axis, half before and the rest after (nnU-Net).
@@ -34,6 +51,15 @@ struct PadToSize {
   Index3 size{};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// The padded box of a volume of extent `spatial`: where it starts (<= 0) and its extent.
+  /// Equal to `spatial` when nothing needs padding.
+  std::array<Index3, 2> box(const Index3& spatial) const;
 };
 
 /// nnU-Net's patch sampler: with probability foreground_fraction the patch is centred on a
@@ -50,6 +76,18 @@ struct ForegroundCrop {
   Index3 margin{0, 0, 0};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// Where one apply puts the patch in a volume of extent `spatial` labelled `label` (host
+  /// memory; only read when the draw picks foreground; may be undefined).
+  template <class L>
+  Index3 draw(const Index3& spatial, const Tensor<L>& label, RandomStream& rng) const {
+    return patch_start(spatial, label, size, foreground_fraction, rng, margin);
+  }
 };
 
 /// MedicalSeg's RandomResizedCrop3D: a box of every slice (all of D) whose H x W area is
@@ -62,6 +100,14 @@ struct RandomResizedCrop3D {
   Range ratio{3.0f / 4.0f, 4.0f / 3.0f};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws for a volume of extent `spatial`: the grid of its box resized to `size`.
+  SamplingGrid draw(const Index3& spatial, RandomStream& rng) const;
 };
 
 // ----------------------------------------------------------------------------------------
@@ -79,39 +125,49 @@ inline std::int64_t uniform_int(RandomStream& rng, std::int64_t lo, std::int64_t
 }
 }  // namespace detail
 
-template <class L>
-void RandomCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
-  check_sample(s, "transforms::RandomCrop");
-  detail::check_size(size, "transforms::RandomCrop");
-  const Index3 n = s.spatial();
+inline Index3 RandomCrop::draw(const Index3& n, RandomStream& rng) const {
   Index3 begin{};
   for (int k = 0; k < 3; ++k) {
     const auto r = start_range(n[k], size[k]);
     begin[k] = detail::uniform_int(rng, r[0], r[1]);
   }
-  crop_or_pad(s, begin, size);
+  return begin;
+}
+
+template <class L>
+void RandomCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomCrop");
+  detail::check_size(size, "transforms::RandomCrop");
+  crop_or_pad(s, draw(s.spatial(), rng), size);
+}
+
+inline Index3 CenterCrop::begin(const Index3& n) const {
+  Index3 b{};
+  for (int k = 0; k < 3; ++k) b[k] = n[k] >= size[k] ? (n[k] - size[k]) / 2 : start_range(n[k], size[k])[0];
+  return b;
 }
 
 template <class L>
 void CenterCrop::apply(BasicSample<L>& s, RandomStream&) const {
   check_sample(s, "transforms::CenterCrop");
   detail::check_size(size, "transforms::CenterCrop");
-  const Index3 n = s.spatial();
-  Index3 begin{};
-  for (int k = 0; k < 3; ++k) begin[k] = n[k] >= size[k] ? (n[k] - size[k]) / 2 : start_range(n[k], size[k])[0];
-  crop_or_pad(s, begin, size);
+  crop_or_pad(s, begin(s.spatial()), size);
 }
 
-template <class L>
-void PadToSize::apply(BasicSample<L>& s, RandomStream&) const {
-  check_sample(s, "transforms::PadToSize");
-  const Index3 n = s.spatial();
-  if (n[0] >= size[0] && n[1] >= size[1] && n[2] >= size[2]) return;
+inline std::array<Index3, 2> PadToSize::box(const Index3& n) const {
   Index3 begin{}, out{};
   for (int k = 0; k < 3; ++k) {
     out[k] = std::max(n[k], size[k]);
     begin[k] = -((out[k] - n[k]) / 2);
   }
+  return {begin, out};
+}
+
+template <class L>
+void PadToSize::apply(BasicSample<L>& s, RandomStream&) const {
+  check_sample(s, "transforms::PadToSize");
+  const auto [begin, out] = box(s.spatial());
+  if (out == s.spatial()) return;
   crop_or_pad(s, begin, out);
 }
 
@@ -119,14 +175,17 @@ template <class L>
 void ForegroundCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::ForegroundCrop");
   detail::check_size(size, "transforms::ForegroundCrop");
-  crop_or_pad(s, patch_start(s, size, foreground_fraction, rng, margin), size);
+  crop_or_pad(s, draw(s.spatial(), s.label, rng), size);
 }
 
 template <class L>
 void RandomResizedCrop3D::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomResizedCrop3D");
   detail::check_size(size, "transforms::RandomResizedCrop3D");
-  const Index3 n = s.spatial();
+  resample(s, draw(s.spatial(), rng), ImageInterpolation::linear, LabelInterpolation::nearest);
+}
+
+inline SamplingGrid RandomResizedCrop3D::draw(const Index3& n, RandomStream& rng) const {
   const double height = static_cast<double>(n[1]), width = static_cast<double>(n[2]), area = height * width;
   std::int64_t top = 0, left = 0, h = n[1], w = n[2];
   bool found = false;
@@ -168,7 +227,7 @@ void RandomResizedCrop3D::apply(BasicSample<L>& s, RandomStream& rng) const {
     grid.in_center[k] = static_cast<double>(box_begin[k]);
   }
   grid.matrix = Mat3::diagonal(ratio_axis[0], ratio_axis[1], ratio_axis[2]);
-  resample(s, grid, ImageInterpolation::linear, LabelInterpolation::nearest);
+  return grid;
 }
 
 }  // namespace medseg::transforms

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <cstdint>
 
 #include "concepts.hpp"
+#include "voxel_sampling.hpp"
 
 namespace medseg::transforms {
 
@@ -30,13 +32,30 @@ struct RandomFlip3D {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws: the axes it reverses.
+  std::array<bool, 3> draw(RandomStream& rng) const;
 };
+
+namespace detail {
+/// permute_reverse's checks, then its plan (shared by the CPU and the GPU versions).
+template <class T, class B>
+voxel::PermutePlan checked_permute_plan(const Tensor<T, B>& x, const std::array<int, 3>& source,
+                                        const std::array<bool, 3>& reverse);
+}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-template <class T>
-Tensor<T> permute_reverse(const Tensor<T>& x, const std::array<int, 3>& source, const std::array<bool, 3>& reverse) {
+namespace detail {
+template <class T, class B>
+voxel::PermutePlan checked_permute_plan(const Tensor<T, B>& x, const std::array<int, 3>& source,
+                                        const std::array<bool, 3>& reverse) {
   require(x.rank() == 4 && x.is_contiguous(), [&] {
     return ErrorInfo{.where = "transforms::permute_reverse", .field = "x", .expected = "a contiguous [C,D,H,W] tensor",
                      .actual = x.layout().to_string()};
@@ -48,32 +67,29 @@ Tensor<T> permute_reverse(const Tensor<T>& x, const std::array<int, 3>& source, 
                              .expected = "a permutation of {0, 1, 2}",
                              .actual = str("{", source[0], ", ", source[1], ", ", source[2], "}")};
           });
+  const std::int64_t in[3] = {x.size(1), x.size(2), x.size(3)};
+  return voxel::permute_plan(in, source.data(), reverse.data());
+}
+}  // namespace detail
+
+template <class T>
+Tensor<T> permute_reverse(const Tensor<T>& x, const std::array<int, 3>& source, const std::array<bool, 3>& reverse) {
+  const voxel::PermutePlan plan = detail::checked_permute_plan(x, source, reverse);
   const std::int64_t channels = x.size(0);
-  const Index3 in_size{x.size(1), x.size(2), x.size(3)};
-  const Index3 in_stride{in_size[1] * in_size[2], in_size[2], 1};
-  Index3 out_size{}, step{};
-  std::int64_t base = 0;
-  for (int k = 0; k < 3; ++k) {
-    const int a = source[k];
-    out_size[k] = in_size[a];
-    step[k] = reverse[k] ? -in_stride[a] : in_stride[a];
-    if (reverse[k]) base += (in_size[a] - 1) * in_stride[a];
-  }
+  const Index3 out_size{plan.out[0], plan.out[1], plan.out[2]};
   auto out = Tensor<T>::empty({channels, out_size[0], out_size[1], out_size[2]});
-  const std::int64_t plane_in = in_size[0] * in_stride[0];
+  if (out.numel() == 0) return out;
   const T* src = x.data();
   T* dst = out.data();
-  const std::int64_t rows = channels * out_size[0] * out_size[1];
+  const std::int64_t rows = channels * out_size[0] * out_size[1], step = plan.step[2];
   parallel_for(0, rows, 16, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t r = b; r < e; ++r) {
-      const std::int64_t c = r / (out_size[0] * out_size[1]);
-      const std::int64_t o0 = (r / out_size[1]) % out_size[0], o1 = r % out_size[1];
-      const T* in = src + c * plane_in + base + o0 * step[0] + o1 * step[1];
+      const T* in = src + voxel::permuted_source(plan, r * out_size[2]);  // the row's first voxel
       T* o = dst + r * out_size[2];
-      if (step[2] == 1) {
+      if (step == 1) {
         std::copy(in, in + out_size[2], o);
       } else {
-        for (std::int64_t i = 0; i < out_size[2]; ++i) o[i] = in[i * step[2]];
+        for (std::int64_t i = 0; i < out_size[2]; ++i) o[i] = in[i * step];
       }
     }
   });
@@ -88,12 +104,16 @@ void flip(BasicSample<L>& s, const std::array<bool, 3>& axes) {
   if (s.label.defined()) s.label = permute_reverse(s.label, {0, 1, 2}, axes);
 }
 
-template <class L>
-void RandomFlip3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+inline std::array<bool, 3> RandomFlip3D::draw(RandomStream& rng) const {
   std::array<bool, 3> chosen{};
   // Three draws always, so the stream's position does not depend on which axes are enabled.
   for (int a = 0; a < 3; ++a) chosen[a] = rng.bernoulli(p) && axes[a];
-  flip(s, chosen);
+  return chosen;
+}
+
+template <class L>
+void RandomFlip3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  flip(s, draw(rng));
 }
 
 }  // namespace medseg::transforms

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <vector>
 
 #include "concepts.hpp"
+#include "voxel_sampling.hpp"
 
 namespace medseg::transforms {
 
@@ -26,13 +28,27 @@ struct SimulateLowResolution {
   float p_per_channel = 0.5f;
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the resizes on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws for a sample of extent `spatial`: per channel, whether it is resampled
+  /// and the low resolution it goes through (empty: not fired).
+  struct ChannelDraw {
+    bool fire = false;
+    Index3 low{};
+  };
+  std::vector<ChannelDraw> draw(const Index3& spatial, std::int64_t channels, RandomStream& rng) const;
 };
 
 // ----------------------------------------------------------------------------------------
 // Implementation
 
 namespace detail {
-inline void check_resize(const Tensor<float>& x, const Index3& size, const char* where) {
+template <class B>
+void check_resize(const Tensor<float, B>& x, const Index3& size, const char* where) {
   require(x.rank() == 4 && x.is_contiguous(), [&] {
     return ErrorInfo{.where = where, .field = "x", .expected = "a contiguous [C,D,H,W] tensor", .actual = x.layout().to_string()};
   });
@@ -58,6 +74,34 @@ inline Taps linear_taps(std::int64_t in, std::int64_t out) {
   }
   return taps;
 }
+
+/// The input index each output index reads along one axis, PyTorch's nearest-exact rule.
+inline std::vector<std::int64_t> nearest_exact_index(std::int64_t in, std::int64_t out) {
+  std::vector<std::int64_t> index;
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  for (std::int64_t o = 0; o < out; ++o)
+    index.push_back(std::min(static_cast<std::int64_t>(std::floor((static_cast<double>(o) + 0.5) * scale)), in - 1));
+  return index;
+}
+
+/// The three axes' tables of a resize from `in` to `size`, one after another (D, H, W), as
+/// voxel::ResizeSpec reads them: nearest_exact_index's indices (linear false; i1 and t stay
+/// empty) or linear_taps's taps.
+inline Taps separable_taps(const Index3& in, const Index3& size, bool linear) {
+  Taps all;
+  for (int k = 0; k < 3; ++k) {
+    if (!linear) {
+      const auto index = nearest_exact_index(in[k], size[k]);
+      all.i0.insert(all.i0.end(), index.begin(), index.end());
+      continue;
+    }
+    const Taps taps = linear_taps(in[k], size[k]);
+    all.i0.insert(all.i0.end(), taps.i0.begin(), taps.i0.end());
+    all.i1.insert(all.i1.end(), taps.i1.begin(), taps.i1.end());
+    all.t.insert(all.t.end(), taps.t.begin(), taps.t.end());
+  }
+  return all;
+}
 }  // namespace detail
 
 inline Tensor<float> resize_nearest_exact(const Tensor<float>& x, const Index3& size) {
@@ -65,11 +109,7 @@ inline Tensor<float> resize_nearest_exact(const Tensor<float>& x, const Index3& 
   const std::int64_t channels = x.size(0);
   const Index3 in{x.size(1), x.size(2), x.size(3)};
   std::array<std::vector<std::int64_t>, 3> index;
-  for (int k = 0; k < 3; ++k) {
-    const double scale = static_cast<double>(in[k]) / static_cast<double>(size[k]);
-    for (std::int64_t o = 0; o < size[k]; ++o)
-      index[k].push_back(std::min(static_cast<std::int64_t>(std::floor((static_cast<double>(o) + 0.5) * scale)), in[k] - 1));
-  }
+  for (int k = 0; k < 3; ++k) index[k] = detail::nearest_exact_index(in[k], size[k]);
   auto out = Tensor<float>::empty({channels, size[0], size[1], size[2]});
   const float* src = x.data();
   float* dst = out.data();
@@ -105,35 +145,40 @@ inline Tensor<float> resize_trilinear(const Tensor<float>& x, const Index3& size
       const float* r11 = base + (tz.i1[z] * in[1] + ty.i1[y]) * in[2];
       const float wz = tz.t[z], wy = ty.t[y];
       float* o = dst + r * size[2];
-      for (std::size_t i = 0; i < static_cast<std::size_t>(size[2]); ++i) {
-        const std::int64_t a = tx.i0[i], bb = tx.i1[i];
-        const float wx = tx.t[i];
-        const float c00 = r00[a] + wx * (r00[bb] - r00[a]), c01 = r01[a] + wx * (r01[bb] - r01[a]);
-        const float c10 = r10[a] + wx * (r10[bb] - r10[a]), c11 = r11[a] + wx * (r11[bb] - r11[a]);
-        const float c0 = c00 + wy * (c01 - c00), c1 = c10 + wy * (c11 - c10);
-        o[i] = c0 + wz * (c1 - c0);
-      }
+      for (std::size_t i = 0; i < static_cast<std::size_t>(size[2]); ++i)
+        o[i] = voxel::trilinear_rows(r00, r01, r10, r11, tx.i0[i], tx.i1[i], tx.t[i], wy, wz);
     }
   });
   return out;
 }
 
+inline std::vector<SimulateLowResolution::ChannelDraw> SimulateLowResolution::draw(const Index3& n, std::int64_t channels,
+                                                                                  RandomStream& rng) const {
+  std::vector<ChannelDraw> d;
+  if (!rng.bernoulli(p)) return d;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    ChannelDraw cd;
+    cd.fire = rng.bernoulli(p_per_channel);
+    const float z = zoom.draw(rng);
+    for (int k = 0; k < 3; ++k)
+      cd.low[k] = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::lround(static_cast<double>(n[k]) * z)));
+    d.push_back(cd);
+  }
+  return d;
+}
+
 template <class L>
 void SimulateLowResolution::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::SimulateLowResolution");
-  if (!rng.bernoulli(p)) return;
   const Index3 n = s.spatial();
+  const auto draws = draw(n, s.channels(), rng);
   Tensor<float> out;
-  for (std::int64_t c = 0; c < s.channels(); ++c) {
-    const bool fire = rng.bernoulli(p_per_channel);
-    const float z = zoom.draw(rng);
-    if (!fire) continue;
-    Index3 low{};
-    for (int k = 0; k < 3; ++k)
-      low[k] = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::lround(static_cast<double>(n[k]) * z)));
+  for (std::int64_t c = 0; c < static_cast<std::int64_t>(draws.size()); ++c) {
+    const ChannelDraw& d = draws[static_cast<std::size_t>(c)];
+    if (!d.fire) continue;
     if (!out.defined()) out = s.image.clone();
     auto channel = out.slice(0, c, c + 1);
-    channel.copy_from(resize_trilinear(resize_nearest_exact(channel, low), n));
+    channel.copy_from(resize_trilinear(resize_nearest_exact(channel, d.low), n));
   }
   if (out.defined()) s.image = out;
 }

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <cstdint>
+#include <optional>
 #include <numbers>
 #include <vector>
 
@@ -32,6 +34,19 @@ struct RandomQuarterTurn3D {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws for a sample of extent `spatial`: whether it turns, by k quarter turns in `plane`.
+  struct Draw {
+    bool turn = false;
+    int k = 0;
+    Plane plane{0, 1};
+  };
+  Draw draw(const Index3& spatial, RandomStream& rng) const;
 };
 
 /// MedicalSeg's RandomRotation3D: with probability p, one plane of `planes` chosen at random
@@ -47,7 +62,26 @@ struct RandomRotation3D {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws for a sample of extent `spatial`: the grid to resample on, none when
+  /// it does not fire.
+  std::optional<SamplingGrid> draw(const Index3& spatial, RandomStream& rng) const;
 };
+
+namespace detail {
+/// rot90's voxel move: output axis k reads input axis source[k], reversed when reverse[k].
+struct QuarterTurn {
+  std::array<int, 3> source{0, 1, 2};
+  std::array<bool, 3> reverse{false, false, false};
+  bool identity = true;
+};
+QuarterTurn quarter_turn(int k, const Plane& plane);
+}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -61,48 +95,56 @@ inline void check_plane(const Plane& plane, const char* where) {
 }
 }  // namespace detail
 
-template <class T>
-Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane) {
-  detail::check_plane(plane, "transforms::rot90");
+inline detail::QuarterTurn detail::quarter_turn(int k, const Plane& plane) {
+  check_plane(plane, "transforms::rot90");
   k = ((k % 4) + 4) % 4;
   const int a = plane[0], b = plane[1];
-  std::array<int, 3> source{0, 1, 2};
-  std::array<bool, 3> reverse{false, false, false};
-  if (k == 0) return x.clone();
+  QuarterTurn q;
+  if (k == 0) return q;
+  q.identity = false;
   if (k == 2) {
-    reverse[a] = reverse[b] = true;
+    q.reverse[a] = q.reverse[b] = true;
   } else {
     // numpy: k = 1 is transpose(flip(x, b)), so out[.., i@a, j@b, ..] = x[.., j@a, (n_b - 1 - i)@b, ..];
     // k = 3 is flip(transpose(x), b), so out[i@a, j@b] = x[(n_a - 1 - j)@a, i@b].
-    source[a] = b;
-    source[b] = a;
-    reverse[k == 1 ? a : b] = true;
+    q.source[a] = b;
+    q.source[b] = a;
+    q.reverse[k == 1 ? a : b] = true;
   }
-  return permute_reverse(x, source, reverse);
+  return q;
 }
 
-template <class L>
-void RandomQuarterTurn3D::apply(BasicSample<L>& s, RandomStream& rng) const {
-  check_sample(s, "transforms::RandomQuarterTurn3D");
+template <class T>
+Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane) {
+  const detail::QuarterTurn q = detail::quarter_turn(k, plane);
+  return q.identity ? x.clone() : permute_reverse(x, q.source, q.reverse);
+}
+
+inline RandomQuarterTurn3D::Draw RandomQuarterTurn3D::draw(const Index3& size, RandomStream& rng) const {
   const bool fire = rng.bernoulli(p);
   const std::uint32_t pick = rng.next_u32();
   const int k = 1 + static_cast<int>(rng.below(3));
-  if (!fire) return;
-  const Index3 size = s.spatial();
+  if (!fire) return {};
   std::vector<Plane> eligible;
   for (const auto& plane : planes) {
     detail::check_plane(plane, "transforms::RandomQuarterTurn3D");
     if (!square_only || size[plane[0]] == size[plane[1]]) eligible.push_back(plane);
   }
-  if (eligible.empty()) return;
+  if (eligible.empty()) return {};
   const Plane plane = eligible[static_cast<std::size_t>((static_cast<std::uint64_t>(pick) * eligible.size()) >> 32)];
-  s.image = rot90(s.image, k, plane);
-  if (s.label.defined()) s.label = rot90(s.label, k, plane);
+  return {true, k, plane};
 }
 
 template <class L>
-void RandomRotation3D::apply(BasicSample<L>& s, RandomStream& rng) const {
-  check_sample(s, "transforms::RandomRotation3D");
+void RandomQuarterTurn3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomQuarterTurn3D");
+  const Draw d = draw(s.spatial(), rng);
+  if (!d.turn) return;
+  s.image = rot90(s.image, d.k, d.plane);
+  if (s.label.defined()) s.label = rot90(s.label, d.k, d.plane);
+}
+
+inline std::optional<SamplingGrid> RandomRotation3D::draw(const Index3& spatial, RandomStream& rng) const {
   require(!planes.empty(), [&] {
     return ErrorInfo{.where = "transforms::RandomRotation3D", .field = "planes", .expected = "at least one plane",
                      .actual = "none"};
@@ -110,11 +152,16 @@ void RandomRotation3D::apply(BasicSample<L>& s, RandomStream& rng) const {
   const bool fire = rng.bernoulli(p);
   const Plane plane = planes[rng.below(static_cast<std::uint32_t>(planes.size()))];
   const double angle = rng.uniform(-degrees, degrees) * std::numbers::pi / 180.0;
-  if (!fire) return;
+  if (!fire) return std::nullopt;
   detail::check_plane(plane, "transforms::RandomRotation3D");
   // The grid maps output to input, so the image turns by +angle when the grid turns by -angle.
-  resample(s, SamplingGrid::centered(s.spatial(), s.spatial(), Mat3::plane_rotation(plane[0], plane[1], -angle)),
-           image_interpolation, label_interpolation);
+  return SamplingGrid::centered(spatial, spatial, Mat3::plane_rotation(plane[0], plane[1], -angle));
+}
+
+template <class L>
+void RandomRotation3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+  check_sample(s, "transforms::RandomRotation3D");
+  if (const auto grid = draw(s.spatial(), rng)) resample(s, *grid, image_interpolation, label_interpolation);
 }
 
 }  // namespace medseg::transforms

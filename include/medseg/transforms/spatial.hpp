@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstdint>
 #include <numbers>
+#include <optional>
 
 #include "box.hpp"
 #include "concepts.hpp"
@@ -123,6 +124,15 @@ struct RandomScale {
 
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
+  template <class L, class B>
+    requires(!std::same_as<B, Cpu>)
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
+    apply_on_device(*this, s, rng);
+  }
+  /// One apply's draws for a sample of extent `spatial`: the grid to resample on, none when
+  /// it does not fire.
+  std::optional<SamplingGrid> draw(const Index3& spatial, RandomStream& rng) const;
 };
 
 // ----------------------------------------------------------------------------------------
@@ -519,14 +529,17 @@ void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
   resample(s, d.grid, image_interpolation, label_interpolation);
 }
 
+inline std::optional<SamplingGrid> RandomScale::draw(const Index3& spatial, RandomStream& rng) const {
+  const bool fire = rng.bernoulli(p);
+  const double f0 = scale.draw(rng), f1 = anisotropic ? scale.draw(rng) : f0, f2 = anisotropic ? scale.draw(rng) : f0;
+  if (!fire) return std::nullopt;
+  return SamplingGrid::centered(spatial, spatial, Mat3::diagonal(f0, f1, f2));
+}
+
 template <class L>
 void RandomScale::apply(BasicSample<L>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomScale");
-  const bool fire = rng.bernoulli(p);
-  const double f0 = scale.draw(rng), f1 = anisotropic ? scale.draw(rng) : f0, f2 = anisotropic ? scale.draw(rng) : f0;
-  if (!fire) return;
-  resample(s, SamplingGrid::centered(s.spatial(), s.spatial(), Mat3::diagonal(f0, f1, f2)), image_interpolation,
-           label_interpolation);
+  if (const auto grid = draw(s.spatial(), rng)) resample(s, *grid, image_interpolation, label_interpolation);
 }
 
 }  // namespace medseg::transforms

@@ -1,5 +1,5 @@
-// The per-value arithmetic of the GPU intensity augmentations, the Gaussian filter's tap sum
-// and channel_stats's block partials, as host-device functions (voxel_sampling.hpp's
+// The per-value arithmetic of the GPU intensity augmentations, the Gaussian filter's tap sum,
+// channel_stats's block partials and the bias field's Legendre series, as host-device functions (voxel_sampling.hpp's
 // companion): src/backends/cuda/augment.cu runs them, tests/transforms/voxel_sampling_test.cpp
 // holds their host build to the CPU transforms, gaussian_filter and channel_stats.
 #pragma once
@@ -57,6 +57,35 @@ MEDSEG_HOST_DEVICE float apply_intensity(const IntensityMap& m, float v) {
       return add(mul(sub(v, m.a), m.b), m.c);
   }
   return v;
+}
+
+// -- Bias field -----------------------------------------------------------------------------
+// bias_field.hpp's f(z, y, x) = sum over i + j + k <= degree of c_ijk P_i(z) P_j(y) P_k(x),
+// folded one axis at a time as bias_field_log folds it: g_jk(z) per plane, h_k(z, y) per row,
+// then f per voxel. `c` is dense, c[(i * (degree + 1) + j) * (degree + 1) + k]; the P rows are
+// P_0..P_degree at one point (detail::legendre_table's rows). Each sum starts at 0 and adds in
+// ascending order, the CPU's order.
+
+/// g_jk = sum over i of c_ijk P_i(z).
+MEDSEG_HOST_DEVICE double bias_plane_term(const double* c, int degree, int j, int k, const double* pz) {
+  const int stride = degree + 1;
+  double g = 0;
+  for (int i = 0; i + j + k <= degree; ++i) g = add(g, mul(c[(i * stride + j) * stride + k], pz[i]));
+  return g;
+}
+
+/// h_k = sum over j of g_jk P_j(y); g is a plane's g, g[j * (degree + 1) + k].
+MEDSEG_HOST_DEVICE double bias_row_term(const double* g, int degree, int k, const double* py) {
+  double h = 0;
+  for (int j = 0; j + k <= degree; ++j) h = add(h, mul(g[j * (degree + 1) + k], py[j]));
+  return h;
+}
+
+/// f = sum over k of h_k P_k(x), rounded to float; h is a row's h_0..h_degree.
+MEDSEG_HOST_DEVICE float bias_log_point(const double* h, int degree, const double* px) {
+  double v = 0;
+  for (int k = 0; k <= degree; ++k) v = add(v, mul(h[k], px[k]));
+  return static_cast<float>(v);
 }
 
 // -- Gaussian filter ------------------------------------------------------------------------

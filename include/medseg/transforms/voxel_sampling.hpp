@@ -1,6 +1,7 @@
 // The per-voxel arithmetic of the spatial transform's sampling pass (spatial.hpp's walk_grid,
-// ImageSampler and LabelSampler) and of the Gaussian noise, written once as host-device
-// functions: the CUDA kernels (src/backends/cuda/augment.cu) run them, and the CPU tests
+// ImageSampler and LabelSampler), of the whole-voxel moves (flip.hpp's permute_reverse), of
+// the separable resizes (low_resolution.hpp) and of the Gaussian noise, written once as
+// host-device functions: the CUDA kernels (src/backends/cuda/augment.cu) run them, and the CPU tests
 // (tests/transforms/voxel_sampling_test.cpp) hold their host build to the CPU transforms bit
 // for bit, so the GPU's logic is checked even where there is no GPU. Every product and sum
 // goes through mul/add below: CUDA's round-to-nearest intrinsics in device code (nvcc never
@@ -117,6 +118,18 @@ MEDSEG_HOST_DEVICE bool corner_inside(const Corner& c, std::int64_t d, std::int6
   return c.z0 >= 0 && c.z0 + 1 < d && c.y0 >= 0 && c.y0 + 1 < h && c.x0 >= 0 && c.x0 + 1 < w;
 }
 
+/// a + t * (b - a), rounded as the CPU rounds it: every linear interpolation's step.
+MEDSEG_HOST_DEVICE float lerp(float a, float b, float t) { return add(a, mul(t, sub(b, a))); }
+
+/// The trilinear value from four input rows (z0/z1 x y0/y1) at columns a and b: lerps along
+/// W with tx, then H with ty, then D with tz (ImageSampler's interior, resize_trilinear).
+MEDSEG_HOST_DEVICE float trilinear_rows(const float* r00, const float* r01, const float* r10, const float* r11,
+                                        std::int64_t a, std::int64_t b, float tx, float ty, float tz) {
+  const float c00 = lerp(r00[a], r00[b], tx), c01 = lerp(r01[a], r01[b], tx);
+  const float c10 = lerp(r10[a], r10[b], tx), c11 = lerp(r11[a], r11[b], tx);
+  return lerp(lerp(c00, c01, ty), lerp(c10, c11, ty), tz);
+}
+
 /// Trilinear interpolation of `v` at corner `c` (ImageSampler's interior and border paths:
 /// lerps along W, then H, then D inside; the eight weighted terms summed in order at the
 /// border, neighbours outside reading 0).
@@ -125,12 +138,7 @@ MEDSEG_HOST_DEVICE float linear_sample(const Volume& v, const Corner& c) {
   const std::int64_t h = v.h, w = v.w;
   if (corner_inside(c, v.d, v.h, v.w)) {
     const float* p = v.data + (c.z0 * h + c.y0) * w + c.x0;
-    const float c00 = add(p[0], mul(tx, sub(p[1], p[0])));
-    const float c01 = add(p[w], mul(tx, sub(p[w + 1], p[w])));
-    const float c10 = add(p[h * w], mul(tx, sub(p[h * w + 1], p[h * w])));
-    const float c11 = add(p[h * w + w], mul(tx, sub(p[h * w + w + 1], p[h * w + w])));
-    const float c0 = add(c00, mul(ty, sub(c01, c00))), c1 = add(c10, mul(ty, sub(c11, c10)));
-    return add(c0, mul(tz, sub(c1, c0)));
+    return trilinear_rows(p, p + w, p + h * w, p + h * w + w, 0, 1, tx, ty, tz);
   }
   if (c.z0 < -1 || c.z0 >= v.d || c.y0 < -1 || c.y0 >= h || c.x0 < -1 || c.x0 >= w) return 0.0f;
   float acc = 0;
@@ -142,6 +150,67 @@ MEDSEG_HOST_DEVICE float linear_sample(const Volume& v, const Corner& c) {
     acc = add(acc, mul(wt, v.data[(zz * h + yy) * w + xx]));
   }
   return acc;
+}
+
+// -- Whole-voxel moves ----------------------------------------------------------------------
+
+/// flip.hpp's permute_reverse as plain data: output [channels, out...] element (c, o0, o1, o2)
+/// reads input offset c * in_plane + base + o0 * step[0] + o1 * step[1] + o2 * step[2] (a
+/// negative step walks an axis backwards).
+struct PermutePlan {
+  std::int64_t out[3];
+  std::int64_t step[3];
+  std::int64_t base, in_plane;
+};
+
+/// The plan of output axis k reading input axis source[k] of `in`, reversed when reverse[k].
+/// Precondition: source is a permutation of {0, 1, 2}.
+MEDSEG_HOST_DEVICE PermutePlan permute_plan(const std::int64_t in[3], const int source[3], const bool reverse[3]) {
+  const std::int64_t stride[3] = {in[1] * in[2], in[2], 1};
+  PermutePlan p{{0, 0, 0}, {0, 0, 0}, 0, in[0] * in[1] * in[2]};
+  for (int k = 0; k < 3; ++k) {
+    const int a = source[k];
+    p.out[k] = in[a];
+    p.step[k] = reverse[k] ? -stride[a] : stride[a];
+    if (reverse[k]) p.base += (in[a] - 1) * stride[a];
+  }
+  return p;
+}
+
+/// The input offset output element i (channel-major, W fastest) reads.
+MEDSEG_HOST_DEVICE std::int64_t permuted_source(const PermutePlan& p, std::int64_t i) {
+  const std::int64_t o2 = i % p.out[2], r = i / p.out[2];
+  const std::int64_t o1 = r % p.out[1], r2 = r / p.out[1];
+  const std::int64_t o0 = r2 % p.out[0], c = r2 / p.out[0];
+  return c * p.in_plane + p.base + o0 * p.step[0] + o1 * p.step[1] + o2 * p.step[2];
+}
+
+// -- Separable resizes ----------------------------------------------------------------------
+
+/// low_resolution.hpp's resize_nearest_exact and resize_trilinear as plain data: per output
+/// axis k, output o reads input i0[k][o] (nearest) or lerps from i0 to i1 with weight t[k][o].
+/// The three axes' taps lie one after another (D, then H, then W) in each array.
+struct ResizeSpec {
+  std::int64_t in[3], out[3];
+  const std::int64_t* i0;
+  const std::int64_t* i1;
+  const float* t;
+  bool linear;
+};
+
+/// Output element i (channel-major, W fastest) of x [channels, in...] resized.
+MEDSEG_HOST_DEVICE float resized_value(const ResizeSpec& r, const float* x, std::int64_t i) {
+  const std::int64_t ox = i % r.out[2], row = i / r.out[2];
+  const std::int64_t oy = row % r.out[1], rest = row / r.out[1];
+  const std::int64_t oz = rest % r.out[0], c = rest / r.out[0];
+  const std::int64_t tz = oz, ty = r.out[0] + oy, tx = r.out[0] + r.out[1] + ox;
+  const float* base = x + c * r.in[0] * r.in[1] * r.in[2];
+  if (!r.linear) return base[(r.i0[tz] * r.in[1] + r.i0[ty]) * r.in[2] + r.i0[tx]];
+  const float* r00 = base + (r.i0[tz] * r.in[1] + r.i0[ty]) * r.in[2];
+  const float* r01 = base + (r.i0[tz] * r.in[1] + r.i1[ty]) * r.in[2];
+  const float* r10 = base + (r.i1[tz] * r.in[1] + r.i0[ty]) * r.in[2];
+  const float* r11 = base + (r.i1[tz] * r.in[1] + r.i1[ty]) * r.in[2];
+  return trilinear_rows(r00, r01, r10, r11, r.i0[tx], r.i1[tx], r.t[tx], r.t[ty], r.t[tz]);
 }
 
 // -- Label samples --------------------------------------------------------------------------
