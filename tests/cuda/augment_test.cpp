@@ -1,12 +1,15 @@
 // The GPU augmentations (transforms/cuda.hpp) against the CPU transforms on the same samples
 // and the same RandomStreams: the fused spatial transform (rotation, scaling, elastic, a
 // foreground crop, the exact crop when nothing fires; image nearest and linear, labels nearest
-// and per-class linear, uint8 and int16) over several seeds, each intensity transform, and a
-// composition. Images within 1e-5 of the data's scale (the kernels round as the CPU does, so
+// and per-class linear, uint8 and int16) over several seeds, each intensity transform, the
+// voxel moves (flips, quarter turns, crops, pads), rotations, scaling, resized crops, low
+// resolution and bias field, a composition, and the three preset chains. Images within 1e-5 of the data's scale (the kernels round as the CPU does, so
 // only noise and gamma are expected to differ at all), labels exactly, and both sides must
 // have consumed the same random words.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -153,5 +156,122 @@ TEST_CASE("cuda augment: a composed GPU pipeline equals the CPU's") {
   for (std::uint64_t seed = 0; seed < 8; ++seed) {
     INFO("seed " << seed);
     check_transform(aug, image, label, seed);
+  }
+}
+
+TEST_CASE("cuda augment: voxel moves and resizes equal the CPU's") {
+  const auto image = random_image({2, 5, 6, 7}, 9);
+  const auto label8 = random_label<std::uint8_t>({1, 5, 6, 7}, 10);
+  const auto label16 = random_label<std::int16_t>({1, 5, 6, 7}, 11);
+  const auto label64 = random_label<std::int64_t>({1, 5, 6, 7}, 12);
+  SECTION("permute_reverse: every permutation and reversal, elements of 1, 2, 4 and 8 bytes, exactly") {
+    std::array<int, 3> source{0, 1, 2};
+    do {
+      for (int mask = 0; mask < 8; ++mask) {
+        const std::array<bool, 3> reverse{(mask & 1) != 0, (mask & 2) != 0, (mask & 4) != 0};
+        INFO("source " << source[0] << source[1] << source[2] << ", reverse mask " << mask);
+        check_equal(permute_reverse(image, source, reverse), permute_reverse(image.to<Cuda>(), source, reverse));
+        check_equal(permute_reverse(label8, source, reverse), permute_reverse(label8.to<Cuda>(), source, reverse));
+        check_equal(permute_reverse(label16, source, reverse), permute_reverse(label16.to<Cuda>(), source, reverse));
+        check_equal(permute_reverse(label64, source, reverse), permute_reverse(label64.to<Cuda>(), source, reverse));
+      }
+    } while (std::next_permutation(source.begin(), source.end()));
+  }
+  SECTION("rot90 and flip") {
+    for (const Plane plane : {Plane{0, 1}, Plane{2, 0}, Plane{1, 2}})
+      for (int k = -1; k <= 4; ++k) {
+        INFO("k " << k << ", plane " << plane[0] << plane[1]);
+        check_equal(rot90(image, k, plane), rot90(image.to<Cuda>(), k, plane));
+        check_equal(rot90(label16, k, plane), rot90(label16.to<Cuda>(), k, plane));
+      }
+    for (int mask = 0; mask < 8; ++mask) {
+      const std::array<bool, 3> axes{(mask & 1) != 0, (mask & 2) != 0, (mask & 4) != 0};
+      BasicSample<std::uint8_t> cpu{image, label8};
+      BasicSample<std::uint8_t, Cuda> gpu{image.to<Cuda>(), label8.to<Cuda>()};
+      flip(cpu, axes);
+      flip(gpu, axes);
+      check_equal(cpu.image, gpu.image);
+      check_equal(cpu.label, gpu.label);
+    }
+  }
+  SECTION("resize_nearest_exact exactly, resize_trilinear to the CPU's rounding") {
+    for (const Index3 size : {Index3{3, 4, 5}, Index3{5, 6, 7}, Index3{9, 3, 13}, Index3{1, 1, 1}, Index3{2, 12, 4}}) {
+      INFO("size " << index3_text(size));
+      check_equal(resize_nearest_exact(image, size), resize_nearest_exact(image.to<Cuda>(), size));
+      check_close(resize_trilinear(image, size), resize_trilinear(image.to<Cuda>(), size));
+      // A channel of a larger tensor (a slice, as SimulateLowResolution passes it).
+      const auto gpu = image.to<Cuda>();
+      check_close(resize_trilinear(image.slice(0, 1, 2).contiguous(), size), resize_trilinear(gpu.slice(0, 1, 2), size));
+    }
+  }
+}
+
+TEST_CASE("cuda augment: flips, turns, rotations, crops, resizes, low resolution and bias field equal the CPU's") {
+  const auto image = random_image({2, 9, 10, 11}, 13);
+  const auto label8 = random_label<std::uint8_t>({1, 9, 10, 11}, 14);
+  const auto label16 = random_label<std::int16_t>({1, 9, 10, 11}, 15);
+  const auto cube = random_image({2, 8, 8, 8}, 16);
+  const auto cube_label = random_label<std::uint8_t>({1, 8, 8, 8}, 17);
+  auto each_seed = [&](const char* name, const auto& t) {
+    for (std::uint64_t seed = 0; seed < 6; ++seed) {
+      INFO(name << ", seed " << seed);
+      check_transform(t, image, label8, seed);
+      check_transform(t, image, label16, seed);
+      check_transform(t, image, Tensor<std::uint8_t>{}, seed);  // unlabelled
+      check_transform(t, cube, cube_label, seed);
+    }
+  };
+  each_seed("RandomFlip3D", RandomFlip3D{});
+  each_seed("RandomFlip3D, two axes", RandomFlip3D{.p = 0.7f, .axes = {true, false, true}});
+  each_seed("RandomQuarterTurn3D", RandomQuarterTurn3D{.p = 0.8f});
+  each_seed("RandomQuarterTurn3D, any plane", RandomQuarterTurn3D{.p = 0.8f, .square_only = false});
+  each_seed("RandomRotation3D", RandomRotation3D{.degrees = 45.0f});
+  each_seed("RandomRotation3D, nearest image, per-class label",
+            RandomRotation3D{.degrees = 90.0f, .planes = {{0, 2}}, .p = 0.7f,
+                             .image_interpolation = ImageInterpolation::nearest,
+                             .label_interpolation = LabelInterpolation::per_class_linear});
+  each_seed("RandomScale", RandomScale{.p = 0.8f});
+  each_seed("RandomScale, anisotropic", RandomScale{.p = 1.0f, .scale = {0.6f, 1.5f}, .anisotropic = true});
+  each_seed("RandomCrop", RandomCrop{.size = {5, 12, 7}});
+  each_seed("CenterCrop", CenterCrop{.size = {5, 12, 7}});
+  each_seed("PadToSize", PadToSize{.size = {12, 6, 14}});
+  each_seed("PadToSize, nothing to pad", PadToSize{.size = {4, 4, 4}});
+  each_seed("ForegroundCrop", ForegroundCrop{.size = {5, 6, 7}, .foreground_fraction = 0.7f, .margin = {2, 2, 2}});
+  each_seed("ForegroundCrop, random only", ForegroundCrop{.size = {12, 6, 7}});
+  each_seed("RandomResizedCrop3D", RandomResizedCrop3D{.size = {7, 8, 12}});
+  each_seed("RandomResizedCrop3D, torchvision's fallback",
+            RandomResizedCrop3D{.size = {6, 6, 6}, .scale = {3.0f, 4.0f}, .ratio = {2.0f, 3.0f}});
+  each_seed("SimulateLowResolution", SimulateLowResolution{.p = 1.0f, .zoom = {0.3f, 1.0f}});
+  each_seed("SimulateLowResolution, every channel", SimulateLowResolution{.p = 0.8f, .p_per_channel = 1.0f});
+  each_seed("RandomBiasField", RandomBiasField{.p = 0.8f});
+  each_seed("RandomBiasField, degree 6, signed", RandomBiasField{.degree = 6, .coefficients = {-0.3f, 0.3f}});
+}
+
+TEST_CASE("cuda augment: the preset chains run on the GPU and equal the CPU's") {
+  static_assert(Transform<decltype(nnunet_3d({8, 8, 8})), std::uint8_t, Cuda> &&
+                    Transform<decltype(medicalseg_lung()), std::uint8_t, Cuda> &&
+                    Transform<decltype(medicalseg_spine()), std::int16_t, Cuda>,
+                "the presets take GPU samples");
+  const auto image = random_image({2, 18, 20, 22}, 18);
+  const auto label = random_label<std::uint8_t>({1, 18, 20, 22}, 19);
+  const auto label16 = random_label<std::int16_t>({1, 18, 20, 22}, 20);
+  const auto ct = random_image({1, 18, 20, 22}, 21);  // the lung chain's CT: one channel
+  const auto nnunet = nnunet_3d({10, 12, 14});
+  const auto lung = medicalseg_lung({12, 12, 12});
+  const auto spine = medicalseg_spine();
+  for (std::uint64_t seed = 0; seed < 10; ++seed) {
+    INFO("seed " << seed);
+    {
+      INFO("nnunet_3d");
+      check_transform(nnunet, image, label, seed);
+    }
+    {
+      INFO("medicalseg_lung");
+      check_transform(lung, ct, label, seed);
+    }
+    {
+      INFO("medicalseg_spine");
+      check_transform(spine, image, label16, seed);
+    }
   }
 }

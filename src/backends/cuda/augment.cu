@@ -60,7 +60,7 @@ __global__ void sample_grid_kernel(SampleArgs a, const L* __restrict__ label, L*
   }
 }
 
-// -- Whole-voxel crops ----------------------------------------------------------------------
+// -- Whole-voxel moves: crops, flips, quarter turns ------------------------------------------
 
 struct BoxArgs {
   std::int64_t channels, in[3], begin[3], size[3];
@@ -76,6 +76,61 @@ __global__ void crop_or_pad_kernel(const E* __restrict__ x, E* __restrict__ out,
     const std::int64_t z = oz + b.begin[0], y = oy + b.begin[1], xx = ox + b.begin[2];
     const bool inside = z >= 0 && z < b.in[0] && y >= 0 && y < b.in[1] && xx >= 0 && xx < b.in[2];
     out[i] = inside ? x[((c * b.in[0] + z) * b.in[1] + y) * b.in[2] + xx] : E(0);
+  }
+}
+
+/// One thread per output element: voxel::permuted_source, the CPU's plan.
+template <class E>
+__global__ void permute_reverse_kernel(const E* __restrict__ x, E* __restrict__ out, voxel::PermutePlan plan,
+                                       std::int64_t n) {
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) out[i] = x[voxel::permuted_source(plan, i)];
+}
+
+// -- Separable resizes ----------------------------------------------------------------------
+
+/// One thread per output element: voxel::resized_value, resize_trilinear's lerps in its order.
+__global__ void resize_separable_kernel(voxel::ResizeSpec r, const float* __restrict__ x, float* __restrict__ out,
+                                        std::int64_t n) {
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) out[i] = voxel::resized_value(r, x, i);
+}
+
+// -- Bias field -----------------------------------------------------------------------------
+
+/// The folds of bias_field_log: g [d, stride, stride] per plane, h [d, h, stride] per row
+/// (device scratch), then every voxel.
+struct BiasArgs {
+  std::int64_t d, h, w;
+  int degree;
+  const double *c, *pz, *py, *px;
+  double *g, *rows;
+};
+
+__global__ void bias_plane_kernel(BiasArgs a) {
+  const std::int64_t stride = a.degree + 1, n = a.d * stride * stride;
+  for (std::int64_t at = first_index(); at < n; at += grid_stride()) {
+    const auto k = static_cast<int>(at % stride), j = static_cast<int>((at / stride) % stride);
+    const std::int64_t z = at / (stride * stride);
+    if (j + k <= a.degree) a.g[at] = voxel::bias_plane_term(a.c, a.degree, j, k, a.pz + z * stride);
+  }
+}
+
+__global__ void bias_row_kernel(BiasArgs a) {
+  const std::int64_t stride = a.degree + 1, n = a.d * a.h * stride;
+  for (std::int64_t at = first_index(); at < n; at += grid_stride()) {
+    const auto k = static_cast<int>(at % stride);
+    const std::int64_t row = at / stride, y = row % a.h, z = row / a.h;
+    a.rows[at] = voxel::bias_row_term(a.g + z * stride * stride, a.degree, k, a.py + y * stride);
+  }
+}
+
+/// x *= exp(f) for every channel; expf is CUDA's, which may differ from the C library's
+/// (the CPU's std::exp) in the last bit.
+__global__ void bias_multiply_kernel(BiasArgs a, float* __restrict__ x, std::int64_t channels) {
+  const std::int64_t stride = a.degree + 1, n = a.d * a.h * a.w;
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) {
+    const std::int64_t col = i % a.w, row = i / a.w;
+    const float gain = ::expf(voxel::bias_log_point(a.rows + row * stride, a.degree, a.px + col * stride));
+    for (std::int64_t c = 0; c < channels; ++c) x[c * n + i] = voxel::mul(x[c * n + i], gain);
   }
 }
 
@@ -148,6 +203,34 @@ __global__ void channel_partials_kernel(const float* __restrict__ x, std::int64_
   maxs[block] = p.hi;
 }
 
+/// Calls f(E{}) with E the unsigned word of `bytes` (1, 2, 4 or 8): whole-voxel moves copy
+/// elements as bits, whatever their type.
+template <class F>
+void with_word_type(std::size_t bytes, const char* where, F&& f) {
+  switch (bytes) {
+    case 1: f(std::uint8_t{}); return;
+    case 2: f(std::uint16_t{}); return;
+    case 4: f(std::uint32_t{}); return;
+    case 8: f(std::uint64_t{}); return;
+    default:
+      throw Error{{.where = where, .field = "element size", .expected = "1, 2, 4 or 8 bytes",
+                   .actual = std::to_string(bytes)}};
+  }
+}
+
+/// A host array copied to a new device tensor of the caching allocator, on the current stream.
+/// The tensor is freed on this stream after the kernels that read it are queued (the
+/// allocator reuses a block only for work queued later); a copy from pageable memory returns
+/// once the source is staged, so the host array may go at once.
+template <class T>
+Tensor<T, Cuda> upload(const std::vector<T>& host) {
+  auto d = Tensor<T, Cuda>::empty({static_cast<std::int64_t>(host.size())});
+  if (!host.empty())
+    MEDSEG_CUDA_CHECK(cudaMemcpyAsync(d.data(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice,
+                                      current_stream()));
+  return d;
+}
+
 /// Calls f(L{}) with the label type of `type`.
 template <class F>
 void with_label_type(DType type, F&& f) {
@@ -190,18 +273,83 @@ void crop_or_pad(const void* x, std::size_t element_bytes, std::int64_t channels
   const BoxArgs b{channels, {in[0], in[1], in[2]}, {begin[0], begin[1], begin[2]}, {size[0], size[1], size[2]}};
   const std::int64_t n = channels * size[0] * size[1] * size[2];
   if (n == 0) return;
-  const cudaStream_t s = current_stream();
   // Elements are moved as unsigned words of their size: a copy, and zero bits outside.
-  switch (element_bytes) {
-    case 1: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint8_t*>(x), static_cast<std::uint8_t*>(out), b); break;
-    case 2: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint16_t*>(x), static_cast<std::uint16_t*>(out), b); break;
-    case 4: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint32_t*>(x), static_cast<std::uint32_t*>(out), b); break;
-    case 8: crop_or_pad_kernel<<<grid_for(n), block_threads, 0, s>>>(static_cast<const std::uint64_t*>(x), static_cast<std::uint64_t*>(out), b); break;
-    default:
-      throw Error{{.where = "cuda::detail::crop_or_pad", .field = "element size", .expected = "1, 2, 4 or 8 bytes",
-                   .actual = std::to_string(element_bytes)}};
-  }
+  with_word_type(element_bytes, "cuda::detail::crop_or_pad", [&](auto tag) {
+    using E = decltype(tag);
+    crop_or_pad_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(static_cast<const E*>(x),
+                                                                            static_cast<E*>(out), b);
+  });
   check_launch("crop_or_pad_kernel");
+}
+
+void permute_reverse(const void* x, std::size_t element_bytes, std::int64_t channels,
+                     const transforms::voxel::PermutePlan& plan, void* out) {
+  const std::int64_t n = channels * plan.out[0] * plan.out[1] * plan.out[2];
+  if (n == 0) return;
+  with_word_type(element_bytes, "cuda::detail::permute_reverse", [&](auto tag) {
+    using E = decltype(tag);
+    permute_reverse_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(static_cast<const E*>(x),
+                                                                                static_cast<E*>(out), plan, n);
+  });
+  check_launch("permute_reverse_kernel");
+}
+
+void resize_separable(const float* x, float* out, std::int64_t channels, const std::int64_t in[3],
+                      const std::int64_t size[3], const std::vector<std::int64_t>& i0,
+                      const std::vector<std::int64_t>& i1, const std::vector<float>& t, bool linear) {
+  const std::int64_t n = channels * size[0] * size[1] * size[2];
+  const auto taps = static_cast<std::size_t>(size[0] + size[1] + size[2]);
+  require(i0.size() == taps && (!linear || (i1.size() == taps && t.size() == taps)), [&] {
+    return ErrorInfo{.where = "cuda::detail::resize_separable", .field = "taps",
+                     .expected = std::to_string(taps) + " per array", .actual = std::to_string(i0.size())};
+  });
+  if (n == 0) return;
+  const auto d_i0 = upload(i0);
+  Tensor<std::int64_t, Cuda> d_i1;
+  Tensor<float, Cuda> d_t;
+  if (linear) {
+    d_i1 = upload(i1);
+    d_t = upload(t);
+  }
+  const voxel::ResizeSpec r{{in[0], in[1], in[2]}, {size[0], size[1], size[2]}, d_i0.data(),
+                            linear ? d_i1.data() : nullptr, linear ? d_t.data() : nullptr, linear};
+  resize_separable_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(r, x, out, n);
+  check_launch("resize_separable_kernel");
+}
+
+void multiply_bias_field(float* x, std::int64_t channels, const std::int64_t size[3], int degree,
+                         const std::vector<double>& coefficients, const std::vector<double>& pz,
+                         const std::vector<double>& py, const std::vector<double>& px) {
+  const std::int64_t stride = degree + 1, n = size[0] * size[1] * size[2];
+  require(degree >= 0 && coefficients.size() == static_cast<std::size_t>(stride * stride * stride) &&
+              pz.size() == static_cast<std::size_t>(size[0] * stride) &&
+              py.size() == static_cast<std::size_t>(size[1] * stride) &&
+              px.size() == static_cast<std::size_t>(size[2] * stride),
+          [&] {
+            return ErrorInfo{.where = "cuda::detail::multiply_bias_field", .field = "tables",
+                             .expected = "dense coefficients and one Legendre row per voxel of each axis",
+                             .actual = std::to_string(coefficients.size()) + " coefficients"};
+          });
+  if (n == 0 || channels == 0) return;
+  // The coefficients and the three tables in one upload, then the planes' and rows' scratch.
+  std::vector<double> tables(coefficients);
+  tables.insert(tables.end(), pz.begin(), pz.end());
+  tables.insert(tables.end(), py.begin(), py.end());
+  tables.insert(tables.end(), px.begin(), px.end());
+  const auto d_tables = upload(tables);
+  auto scratch = Tensor<double, Cuda>::empty({size[0] * stride * stride + size[0] * size[1] * stride});
+  BiasArgs a{size[0], size[1], size[2], degree, d_tables.data(), nullptr, nullptr, nullptr, scratch.data(), nullptr};
+  a.pz = a.c + coefficients.size();
+  a.py = a.pz + pz.size();
+  a.px = a.py + py.size();
+  a.rows = a.g + size[0] * stride * stride;
+  const cudaStream_t s = current_stream();
+  bias_plane_kernel<<<grid_for(size[0] * stride * stride), block_threads, 0, s>>>(a);
+  check_launch("bias_plane_kernel");
+  bias_row_kernel<<<grid_for(size[0] * size[1] * stride), block_threads, 0, s>>>(a);
+  check_launch("bias_row_kernel");
+  bias_multiply_kernel<<<grid_for(n), block_threads, 0, s>>>(a, x, channels);
+  check_launch("bias_multiply_kernel");
 }
 
 void uniform_noise(std::uint64_t seed, std::uint64_t stream, float* out, std::int64_t n) {
@@ -220,12 +368,7 @@ void gaussian_axis(const float* x, float* y, std::int64_t outer, std::int64_t n,
                    const std::vector<float>& weights) {
   const std::int64_t total = outer * n * inner;
   if (total == 0) return;
-  // The taps travel in a device tensor of the caching allocator, freed on this stream after
-  // the kernel is queued (the allocator reuses a block only for work queued later). A copy
-  // from pageable memory returns once the source is staged, so `weights` may go at once.
-  auto w = Tensor<float, Cuda>::empty({static_cast<std::int64_t>(weights.size())});
-  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(w.data(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
-                                    current_stream()));
+  const auto w = upload(weights);  // the taps
   gaussian_axis_kernel<<<grid_for(total), block_threads, 0, current_stream()>>>(x, y, outer, n, inner, w.data(),
                                                                                static_cast<int>(weights.size()));
   check_launch("gaussian_axis_kernel");
