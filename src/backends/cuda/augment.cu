@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/word_type.cuh"
 #include "medseg/backends/cuda/backend.hpp"
 #include "medseg/core/rng.hpp"
 #include "medseg/core/tensor.hpp"
@@ -201,21 +202,6 @@ __global__ void channel_partials_kernel(const float* __restrict__ x, std::int64_
   squares[block] = p.square;
   mins[block] = p.lo;
   maxs[block] = p.hi;
-}
-
-/// Calls f(E{}) with E the unsigned word of `bytes` (1, 2, 4 or 8): whole-voxel moves copy
-/// elements as bits, whatever their type.
-template <class F>
-void with_word_type(std::size_t bytes, const char* where, F&& f) {
-  switch (bytes) {
-    case 1: f(std::uint8_t{}); return;
-    case 2: f(std::uint16_t{}); return;
-    case 4: f(std::uint32_t{}); return;
-    case 8: f(std::uint64_t{}); return;
-    default:
-      throw Error{{.where = where, .field = "element size", .expected = "1, 2, 4 or 8 bytes",
-                   .actual = std::to_string(bytes)}};
-  }
 }
 
 /// A host array copied to a new device tensor of the caching allocator, on the current stream.

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/word_type.cuh"
 
 namespace medseg::cuda {
 
@@ -854,21 +855,12 @@ void crop(const void* x, std::size_t element_bytes, std::int64_t channels, const
   const std::int64_t rows = channels * size[0] * size[1];
   if (rows == 0 || size[2] == 0) return;
   const RowLaunch shape = row_launch(size[2], rows);
-  auto run = [&](auto tag) {
+  with_word_type(element_bytes, "preprocess::crop (Cuda)", [&](auto tag) {
     using E = decltype(tag);
     crop_kernel<<<shape.grid, shape.block, 0, stream()>>>(static_cast<const E*>(x), static_cast<E*>(out), rows, e,
                                                           box.begin, size);
     check_launch("preprocess crop_kernel");
-  };
-  switch (element_bytes) {
-    case 1: run(std::uint8_t{}); break;
-    case 2: run(std::uint16_t{}); break;
-    case 4: run(std::uint32_t{}); break;
-    case 8: run(std::uint64_t{}); break;
-    default:
-      throw Error{{.where = "preprocess::crop (Cuda)", .field = "element size", .expected = "1, 2, 4 or 8 bytes",
-                   .actual = std::to_string(element_bytes)}};
-  }
+  });
 }
 
 // -- Labels ---------------------------------------------------------------------------------
