@@ -3,9 +3,10 @@
 // foreground crop, the exact crop when nothing fires; image nearest and linear, labels nearest
 // and per-class linear, uint8 and int16) over several seeds, each intensity transform, the
 // voxel moves (flips, quarter turns, crops, pads), rotations, scaling, resized crops, low
-// resolution and bias field, a composition, and the three preset chains. Images within 1e-5 of the data's scale (the kernels round as the CPU does, so
-// only noise and gamma are expected to differ at all), labels exactly, and both sides must
-// have consumed the same random words.
+// resolution and bias field, a composition, and the three preset chains. Images within 1e-5
+// of the data's scale (the kernels round as the CPU does, so only noise, gamma and the bias
+// field are expected to differ at all), labels exactly, and both sides must have consumed
+// the same random words.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -201,7 +202,8 @@ TEST_CASE("cuda augment: voxel moves and resizes equal the CPU's") {
       check_close(resize_trilinear(image, size), resize_trilinear(image.to<Cuda>(), size));
       // A channel of a larger tensor (a slice, as SimulateLowResolution passes it).
       const auto gpu = image.to<Cuda>();
-      check_close(resize_trilinear(image.slice(0, 1, 2).contiguous(), size), resize_trilinear(gpu.slice(0, 1, 2), size));
+      check_close(resize_trilinear(image.slice(0, 1, 2).contiguous(), size),
+                  resize_trilinear(gpu.slice(0, 1, 2), size));
     }
   }
 }

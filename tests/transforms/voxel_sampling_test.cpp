@@ -405,7 +405,8 @@ TEST_CASE("voxel_intensity: the bias field's folds, run as the kernels run them,
     REQUIRE(!coefficients.empty());
     // The three kernels: g per plane, h per row, then each voxel's gain on every channel.
     const auto c = transforms::detail::dense_bias_coefficients(degree, coefficients);
-    const auto pz = transforms::detail::legendre_table(size[0], degree), py = transforms::detail::legendre_table(size[1], degree),
+    const auto pz = transforms::detail::legendre_table(size[0], degree),
+               py = transforms::detail::legendre_table(size[1], degree),
                px = transforms::detail::legendre_table(size[2], degree);
     const std::int64_t stride = degree + 1, n = size[0] * size[1] * size[2];
     std::vector<double> g(static_cast<std::size_t>(size[0] * stride * stride)),
@@ -421,7 +422,8 @@ TEST_CASE("voxel_intensity: the bias field's folds, run as the kernels run them,
     }
     auto expect = image.clone();
     for (std::int64_t i = 0; i < n; ++i) {
-      const float gain = std::exp(voxel::bias_log_point(&rows[i / size[2] * stride], degree, &px[i % size[2] * stride]));
+      const float gain =
+          std::exp(voxel::bias_log_point(&rows[i / size[2] * stride], degree, &px[i % size[2] * stride]));
       for (std::int64_t ch = 0; ch < 2; ++ch) expect.data()[ch * n + i] = voxel::mul(expect.data()[ch * n + i], gain);
     }
     INFO("degree " << degree);
@@ -498,7 +500,8 @@ TEST_CASE("voxel_sampling: the draws of the moves, crops and resizes are what th
       b = RandomStream(seed, 7);
       check_grid(t, t.draw(box.spatial(), b), t.image_interpolation, t.label_interpolation);
     }
-    for (const auto& t : {RandomResizedCrop3D{.size = {5, 6, 7}}, RandomResizedCrop3D{.size = {5, 6, 7}, .scale = {3.0f, 4.0f}}}) {
+    for (const auto& t :
+         {RandomResizedCrop3D{.size = {5, 6, 7}}, RandomResizedCrop3D{.size = {5, 6, 7}, .scale = {3.0f, 4.0f}}}) {
       b = RandomStream(seed, 7);
       check_grid(t, t.draw(box.spatial(), b), ImageInterpolation::linear, LabelInterpolation::nearest);
     }

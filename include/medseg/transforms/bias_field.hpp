@@ -108,7 +108,8 @@ inline Tensor<float> bias_field_log(const Index3& size, int degree, const std::v
     std::vector<double> g(static_cast<std::size_t>(stride * stride)), h(static_cast<std::size_t>(stride));
     for (std::int64_t z = z0; z < z1; ++z) {
       for (int j = 0; j <= degree; ++j)
-        for (int k = 0; j + k <= degree; ++k) g[j * stride + k] = voxel::bias_plane_term(c.data(), degree, j, k, &pz[z * stride]);
+        for (int k = 0; j + k <= degree; ++k)
+          g[j * stride + k] = voxel::bias_plane_term(c.data(), degree, j, k, &pz[z * stride]);
       for (std::int64_t y = 0; y < size[1]; ++y) {
         for (int k = 0; k <= degree; ++k) h[k] = voxel::bias_row_term(g.data(), degree, k, &py[y * stride]);
         float* row = f + (z * size[1] + y) * size[2];

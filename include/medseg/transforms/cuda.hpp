@@ -380,9 +380,9 @@ void apply_on_device(const RandomBiasField& t, BasicSample<L, Cuda>& s, RandomSt
   if (c.empty()) return;
   const Index3 size = s.spatial();
   float* x = detail::writable_image(s.image);
-  cuda::detail::multiply_bias_field(x, s.channels(), size.data(), t.degree,
-                                    detail::dense_bias_coefficients(t.degree, c),
-                                    detail::legendre_table(size[0], t.degree), detail::legendre_table(size[1], t.degree),
+  cuda::detail::multiply_bias_field(x, s.channels(), size.data(), t.degree, detail::dense_bias_coefficients(t.degree, c),
+                                    detail::legendre_table(size[0], t.degree),
+                                    detail::legendre_table(size[1], t.degree),
                                     detail::legendre_table(size[2], t.degree));
 }
 

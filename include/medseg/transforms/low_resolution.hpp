@@ -152,7 +152,8 @@ inline Tensor<float> resize_trilinear(const Tensor<float>& x, const Index3& size
   return out;
 }
 
-inline std::vector<SimulateLowResolution::ChannelDraw> SimulateLowResolution::draw(const Index3& n, std::int64_t channels,
+inline std::vector<SimulateLowResolution::ChannelDraw> SimulateLowResolution::draw(const Index3& n,
+                                                                                  std::int64_t channels,
                                                                                   RandomStream& rng) const {
   std::vector<ChannelDraw> d;
   if (!rng.bernoulli(p)) return d;
