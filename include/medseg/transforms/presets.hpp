@@ -1,6 +1,7 @@
 // Ready-made augmentation chains: nnU-Net v2's default 3D training augmentation and
 // MedicalSeg's lung (COVID-19 CT) and spine (MRSpineSeg) chains. Each is one composed type,
-// built from the transforms of this folder with the probabilities their sources use.
+// built from the transforms of this folder with the probabilities their sources use; with
+// transforms/cuda.hpp each also runs on a GPU sample, with the CPU's draws.
 #pragma once
 
 #include <algorithm>
