@@ -100,7 +100,7 @@ struct RandomResizedCrop3D {
   Range ratio{3.0f / 4.0f, 4.0f / 3.0f};
   template <class L>
   void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
+  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
   template <class L, class B>
     requires(!std::same_as<B, Cpu>)
   void apply(BasicSample<L, B>& s, RandomStream& rng) const {
