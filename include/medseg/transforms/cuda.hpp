@@ -225,13 +225,7 @@ void resample(BasicSample<L, Cuda>& s, const SamplingGrid& grid, ImageInterpolat
     return ErrorInfo{.where = "transforms::resample", .field = "displacement", .expected = "contiguous " + want.to_string(),
                      .actual = field.layout().to_string()};
   });
-  voxel::GridSpec spec{};
-  for (int k = 0; k < 3; ++k) {
-    spec.out[k] = grid.out_size[k];
-    spec.out_center[k] = grid.out_center[k];
-    spec.in_center[k] = grid.in_center[k];
-    for (int j = 0; j < 3; ++j) spec.m[k][j] = grid.matrix.m[k][j];
-  }
+  const voxel::GridSpec spec = detail::grid_spec(grid);
   const Index3 in = s.spatial();
   auto image = Tensor<float, Cuda>::empty({s.image.size(0), grid.out_size[0], grid.out_size[1], grid.out_size[2]});
   Tensor<L, Cuda> label;

@@ -14,6 +14,7 @@
 #include "box.hpp"
 #include "concepts.hpp"
 #include "filter.hpp"
+#include "voxel_sampling.hpp"
 
 namespace medseg::transforms {
 
@@ -188,35 +189,35 @@ inline void check_grid(const SamplingGrid& g, const char* where) {
   });
 }
 
+/// The grid as the plain data the per-voxel functions (voxel_sampling.hpp) and the GPU read.
+inline voxel::GridSpec grid_spec(const SamplingGrid& g) {
+  voxel::GridSpec spec{};
+  for (int k = 0; k < 3; ++k) {
+    spec.out[k] = g.out_size[k];
+    spec.out_center[k] = g.out_center[k];
+    spec.in_center[k] = g.in_center[k];
+    for (int j = 0; j < 3; ++j) spec.m[k][j] = g.matrix.m[k][j];
+  }
+  return spec;
+}
+
 /// Walks the output grid row by row (threaded over rows), handing `visit` the output offset
 /// and the input coordinate of each voxel. The coordinate of voxel x of a row is the row's
 /// start plus x times the matrix's W column: no per-voxel matrix product.
 template <class Visit>
 void walk_grid(const SamplingGrid& g, Visit&& visit) {
+  const voxel::GridSpec spec = grid_spec(g);
   const std::int64_t od = g.out_size[0], oh = g.out_size[1], ow = g.out_size[2];
   const std::int64_t plane = od * oh * ow;
   const float* disp = g.displacement.defined() ? g.displacement.data() : nullptr;
-  const auto& m = g.matrix.m;
   parallel_for(0, od * oh, 8, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t r = b; r < e; ++r) {
-      const double dz = static_cast<double>(r / oh) - g.out_center[0];
-      const double dy = static_cast<double>(r % oh) - g.out_center[1];
-      const double dx = -g.out_center[2];
-      double start[3], step[3];
-      for (int k = 0; k < 3; ++k) {
-        start[k] = m[k][0] * dz + m[k][1] * dy + m[k][2] * dx + g.in_center[k];
-        step[k] = m[k][2];
-      }
+      double start[3], p[3];
+      voxel::row_start(spec, r / oh, r % oh, start);
       const std::int64_t row = r * ow;
       for (std::int64_t x = 0; x < ow; ++x) {
-        const double xd = static_cast<double>(x);
-        double p0 = start[0] + xd * step[0], p1 = start[1] + xd * step[1], p2 = start[2] + xd * step[2];
-        if (disp) {
-          p0 += disp[row + x];
-          p1 += disp[plane + row + x];
-          p2 += disp[2 * plane + row + x];
-        }
-        visit(row + x, p0, p1, p2);
+        voxel::row_point(spec, start, x, disp, row + x, plane, p);
+        visit(row + x, p[0], p[1], p[2]);
       }
     }
   });
@@ -252,21 +253,17 @@ struct ImageSampler {
 
   void operator()(std::int64_t at, double z, double y, double x) const {
     if (interpolation == ImageInterpolation::nearest) {
-      const auto iz = static_cast<std::int64_t>(std::floor(z + 0.5)), iy = static_cast<std::int64_t>(std::floor(y + 0.5)),
-                 ix = static_cast<std::int64_t>(std::floor(x + 0.5));
-      const bool inside = iz >= 0 && iz < d && iy >= 0 && iy < h && ix >= 0 && ix < w;
-      const std::int64_t src = (iz * h + iy) * w + ix;
-      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = inside ? in[c * in_plane + src] : 0.0f;
+      const std::int64_t src = voxel::nearest_offset(z, y, x, d, h, w);
+      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = src >= 0 ? in[c * in_plane + src] : 0.0f;
       return;
     }
-    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
-    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
-    const auto tz = static_cast<float>(z - fz), ty = static_cast<float>(y - fy), tx = static_cast<float>(x - fx);
-    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
-      interior(at, (z0 * h + y0) * w + x0, tz, ty, tx);
+    const voxel::Corner k = voxel::corner_of(z, y, x);
+    const auto tz = static_cast<float>(k.tz), ty = static_cast<float>(k.ty), tx = static_cast<float>(k.tx);
+    if (voxel::corner_inside(k, d, h, w)) {
+      interior(at, (k.z0 * h + k.y0) * w + k.x0, tz, ty, tx);
       return;
     }
-    border(at, z0, y0, x0, tz, ty, tx);
+    border(at, k.z0, k.y0, k.x0, tz, ty, tx);
   }
 
   /// All eight neighbours inside (the common case): no bounds checks. `base` is the offset
@@ -274,12 +271,7 @@ struct ImageSampler {
   void interior(std::int64_t at, std::int64_t base, float tz, float ty, float tx) const {
     for (std::int64_t c = 0; c < channels; ++c) {
       const float* p = in + c * in_plane + base;
-      const float c00 = p[0] + tx * (p[1] - p[0]);
-      const float c01 = p[w] + tx * (p[w + 1] - p[w]);
-      const float c10 = p[h * w] + tx * (p[h * w + 1] - p[h * w]);
-      const float c11 = p[h * w + w] + tx * (p[h * w + w + 1] - p[h * w + w]);
-      const float c0 = c00 + ty * (c01 - c00), c1 = c10 + ty * (c11 - c10);
-      out[c * out_plane + at] = c0 + tz * (c1 - c0);
+      out[c * out_plane + at] = voxel::trilinear_rows(p, p + w, p + h * w, p + h * w + w, 0, 1, tx, ty, tz);
     }
   }
 
@@ -287,21 +279,8 @@ struct ImageSampler {
   /// above stays small enough to inline into the grid walk.
   [[gnu::noinline]] void border(std::int64_t at, std::int64_t z0, std::int64_t y0, std::int64_t x0, float tz, float ty,
                                 float tx) const {
-    if (z0 < -1 || z0 >= d || y0 < -1 || y0 >= h || x0 < -1 || x0 >= w) {
-      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = 0.0f;
-      return;
-    }
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const float* p = in + c * in_plane;
-      float acc = 0;
-      for (int k = 0; k < 8; ++k) {
-        const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
-        if (zz < 0 || zz >= d || yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
-        const float wt = ((k >> 2) ? tz : 1 - tz) * (((k >> 1) & 1) ? ty : 1 - ty) * ((k & 1) ? tx : 1 - tx);
-        acc += wt * p[(zz * h + yy) * w + xx];
-      }
-      out[c * out_plane + at] = acc;
-    }
+    for (std::int64_t c = 0; c < channels; ++c)
+      out[c * out_plane + at] = voxel::border_sample({in + c * in_plane, d, h, w}, z0, y0, x0, tz, ty, tx);
   }
 };
 
@@ -319,25 +298,16 @@ struct LabelSampler {
 
   void operator()(std::int64_t at, double z, double y, double x) const {
     if (interpolation == LabelInterpolation::nearest) {
-      const auto iz = static_cast<std::int64_t>(std::floor(z + 0.5)), iy = static_cast<std::int64_t>(std::floor(y + 0.5)),
-                 ix = static_cast<std::int64_t>(std::floor(x + 0.5));
-      const bool inside = iz >= 0 && iz < d && iy >= 0 && iy < h && ix >= 0 && ix < w;
-      out[at] = inside ? in[(iz * h + iy) * w + ix] : L(0);
+      const std::int64_t src = voxel::nearest_offset(z, y, x, d, h, w);
+      out[at] = src >= 0 ? in[src] : L(0);
       return;
     }
-    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
-    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
-    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
-      interior(at, (z0 * h + y0) * w + x0, z - fz, y - fy, x - fx);
+    const voxel::Corner k = voxel::corner_of(z, y, x);
+    if (voxel::corner_inside(k, d, h, w)) {
+      interior(at, (k.z0 * h + k.y0) * w + k.x0, k.tz, k.ty, k.tx);
       return;
     }
-    L ids[8];
-    for (int k = 0; k < 8; ++k) {
-      const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
-      const bool inside = zz >= 0 && zz < d && yy >= 0 && yy < h && xx >= 0 && xx < w;
-      ids[k] = inside ? in[(zz * h + yy) * w + xx] : L(0);
-    }
-    out[at] = vote(ids, z - fz, y - fy, x - fx);
+    out[at] = voxel::per_class_linear_sample(in, d, h, w, k);
   }
 
   /// Per-class linear with all eight neighbours inside; `base` is the lowest corner's offset.
@@ -348,32 +318,13 @@ struct LabelSampler {
   }
 
   static L vote(const L* ids, double tz, double ty, double tx) {
-    // Inside a region all eight neighbours agree: by far the common case, decided before
-    // any weight is computed.
-    bool uniform = true;
-    for (int k = 1; k < 8; ++k) uniform = uniform && ids[k] == ids[0];
-    return uniform ? ids[0] : largest_class(ids, tz, ty, tx);
+    return voxel::all_equal(ids) ? ids[0] : largest_class(ids, tz, ty, tx);
   }
 
-  /// Neighbours of several classes: the class whose one-hot mask interpolates largest
-  /// (ties go to the smaller id). Out of line: only boundary voxels get here.
+  /// Neighbours of several classes (voxel::largest_class). Out of line: only boundary voxels
+  /// get here, and the uniform test above stays small enough to inline.
   [[gnu::noinline]] static L largest_class(const L* ids, double tz, double ty, double tx) {
-    const double t[3] = {tz, ty, tx};
-    double weights[8];
-    for (int k = 0; k < 8; ++k)
-      weights[k] = ((k >> 2) ? t[0] : 1 - t[0]) * (((k >> 1) & 1) ? t[1] : 1 - t[1]) * ((k & 1) ? t[2] : 1 - t[2]);
-    L best = ids[0];
-    double best_weight = -1;
-    for (int k = 0; k < 8; ++k) {
-      double sum = 0;
-      for (int j = 0; j < 8; ++j)
-        if (ids[j] == ids[k]) sum += weights[j];
-      if (sum > best_weight + 1e-12 || (std::abs(sum - best_weight) <= 1e-12 && ids[k] < best)) {
-        best_weight = sum;
-        best = ids[k];
-      }
-    }
-    return best;
+    return voxel::largest_class(ids, tz, ty, tx);
   }
 };
 
@@ -391,17 +342,15 @@ struct PairSampler {
       label(at, z, y, x);
       return;
     }
-    const double fz = std::floor(z), fy = std::floor(y), fx = std::floor(x);
-    const auto z0 = static_cast<std::int64_t>(fz), y0 = static_cast<std::int64_t>(fy), x0 = static_cast<std::int64_t>(fx);
-    const double tz = z - fz, ty = y - fy, tx = x - fx;
-    const std::int64_t d = image.d, h = image.h, w = image.w;
-    if (z0 >= 0 && z0 + 1 < d && y0 >= 0 && y0 + 1 < h && x0 >= 0 && x0 + 1 < w) {
-      const std::int64_t base = (z0 * h + y0) * w + x0;
-      image.interior(at, base, static_cast<float>(tz), static_cast<float>(ty), static_cast<float>(tx));
-      label.interior(at, base, tz, ty, tx);
+    const voxel::Corner k = voxel::corner_of(z, y, x);
+    const auto tz = static_cast<float>(k.tz), ty = static_cast<float>(k.ty), tx = static_cast<float>(k.tx);
+    if (voxel::corner_inside(k, image.d, image.h, image.w)) {
+      const std::int64_t base = (k.z0 * image.h + k.y0) * image.w + k.x0;
+      image.interior(at, base, tz, ty, tx);
+      label.interior(at, base, k.tz, k.ty, k.tx);
       return;
     }
-    image.border(at, z0, y0, x0, static_cast<float>(tz), static_cast<float>(ty), static_cast<float>(tx));
+    image.border(at, k.z0, k.y0, k.x0, tz, ty, tx);
     label(at, z, y, x);
   }
 };

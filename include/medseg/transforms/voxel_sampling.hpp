@@ -1,9 +1,10 @@
-// The per-voxel arithmetic of the spatial transform's sampling pass (spatial.hpp's walk_grid,
-// ImageSampler and LabelSampler), of the whole-voxel moves (flip.hpp's permute_reverse), of
-// the separable resizes (low_resolution.hpp) and of the Gaussian noise, written once as
-// host-device functions: the CUDA kernels (src/backends/cuda/augment.cu) run them, and the CPU tests
-// (tests/transforms/voxel_sampling_test.cpp) hold their host build to the CPU transforms bit
-// for bit, so the GPU's logic is checked even where there is no GPU. Every product and sum
+// The per-voxel arithmetic of the spatial transform's sampling pass, of the whole-voxel moves
+// and of the separable resizes, written once as host-device functions: the CPU transforms
+// (spatial.hpp's walk_grid and samplers, flip.hpp's permute_reverse, low_resolution.hpp's
+// resizes) call them, and so do the CUDA kernels (src/backends/cuda/augment.cu); every CPU
+// test of those transforms therefore checks the GPU's arithmetic too, even where there is no
+// GPU. The Gaussian noise's Box-Muller is here as well, held to GaussianNoise bit for bit by
+// tests/transforms/voxel_sampling_test.cpp, as are the kernels' per-element indexing. Every product and sum
 // goes through mul/add below: CUDA's round-to-nearest intrinsics in device code (nvcc never
 // contracts those into FMAs), plain operators on the host (medseg builds with
 // -ffp-contract=off); each rounds where the CPU code rounds, in the same order.
@@ -71,20 +72,33 @@ struct GridSpec {
   double out_center[3], in_center[3];
 };
 
-/// The input coordinate of output voxel (z, y, x), as walk_grid computes it: the row's start
-/// (matrix times the row's offset), plus x times the matrix's W column, plus the displacement
-/// at output offset `at` (null: none; components `plane` apart).
-MEDSEG_HOST_DEVICE void grid_point(const GridSpec& g, std::int64_t z, std::int64_t y, std::int64_t x, const float* disp,
-                                   std::int64_t at, std::int64_t plane, double p[3]) {
+/// Where row (z, y) of the output starts in the input: the matrix times the row's offset from
+/// the output centre at x = 0, plus the input centre (walk_grid's per-row work).
+MEDSEG_HOST_DEVICE void row_start(const GridSpec& g, std::int64_t z, std::int64_t y, double start[3]) {
   const double dz = sub(static_cast<double>(z), g.out_center[0]);
   const double dy = sub(static_cast<double>(y), g.out_center[1]);
   const double dx = -g.out_center[2];
+  for (int k = 0; k < 3; ++k)
+    start[k] = add(add(add(mul(g.m[k][0], dz), mul(g.m[k][1], dy)), mul(g.m[k][2], dx)), g.in_center[k]);
+}
+
+/// Voxel x of a row starting at `start`: plus x times the matrix's W column, plus the
+/// displacement at output offset `at` (null: none; components `plane` apart).
+MEDSEG_HOST_DEVICE void row_point(const GridSpec& g, const double start[3], std::int64_t x, const float* disp,
+                                  std::int64_t at, std::int64_t plane, double p[3]) {
   const double xd = static_cast<double>(x);
   for (int k = 0; k < 3; ++k) {
-    const double start = add(add(add(mul(g.m[k][0], dz), mul(g.m[k][1], dy)), mul(g.m[k][2], dx)), g.in_center[k]);
-    p[k] = add(start, mul(xd, g.m[k][2]));
+    p[k] = add(start[k], mul(xd, g.m[k][2]));
     if (disp) p[k] = add(p[k], static_cast<double>(disp[k * plane + at]));
   }
+}
+
+/// The input coordinate of output voxel (z, y, x): row_start, then row_point.
+MEDSEG_HOST_DEVICE void grid_point(const GridSpec& g, std::int64_t z, std::int64_t y, std::int64_t x, const float* disp,
+                                   std::int64_t at, std::int64_t plane, double p[3]) {
+  double start[3];
+  row_start(g, z, y, start);
+  row_point(g, start, x, disp, at, plane, p);
 }
 
 // -- Image samples --------------------------------------------------------------------------
@@ -130,6 +144,23 @@ MEDSEG_HOST_DEVICE float trilinear_rows(const float* r00, const float* r01, cons
   return lerp(lerp(c00, c01, ty), lerp(c10, c11, ty), tz);
 }
 
+/// Trilinear interpolation near or outside the volume's edge, corner (z0, y0, x0): the eight
+/// weighted terms summed in order, neighbours outside reading 0 (ImageSampler's border path).
+MEDSEG_HOST_DEVICE float border_sample(const Volume& v, std::int64_t z0, std::int64_t y0, std::int64_t x0, float tz,
+                                       float ty, float tx) {
+  const std::int64_t d = v.d, h = v.h, w = v.w;
+  if (z0 < -1 || z0 >= d || y0 < -1 || y0 >= h || x0 < -1 || x0 >= w) return 0.0f;
+  float acc = 0;
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t zz = z0 + (k >> 2), yy = y0 + ((k >> 1) & 1), xx = x0 + (k & 1);
+    if (zz < 0 || zz >= d || yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+    const float wt = mul(mul((k >> 2) ? tz : sub(1.0f, tz), ((k >> 1) & 1) ? ty : sub(1.0f, ty)),
+                         (k & 1) ? tx : sub(1.0f, tx));
+    acc = add(acc, mul(wt, v.data[(zz * h + yy) * w + xx]));
+  }
+  return acc;
+}
+
 /// Trilinear interpolation of `v` at corner `c` (ImageSampler's interior and border paths:
 /// lerps along W, then H, then D inside; the eight weighted terms summed in order at the
 /// border, neighbours outside reading 0).
@@ -140,16 +171,7 @@ MEDSEG_HOST_DEVICE float linear_sample(const Volume& v, const Corner& c) {
     const float* p = v.data + (c.z0 * h + c.y0) * w + c.x0;
     return trilinear_rows(p, p + w, p + h * w, p + h * w + w, 0, 1, tx, ty, tz);
   }
-  if (c.z0 < -1 || c.z0 >= v.d || c.y0 < -1 || c.y0 >= h || c.x0 < -1 || c.x0 >= w) return 0.0f;
-  float acc = 0;
-  for (int k = 0; k < 8; ++k) {
-    const std::int64_t zz = c.z0 + (k >> 2), yy = c.y0 + ((k >> 1) & 1), xx = c.x0 + (k & 1);
-    if (zz < 0 || zz >= v.d || yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
-    const float wt = mul(mul((k >> 2) ? tz : sub(1.0f, tz), ((k >> 1) & 1) ? ty : sub(1.0f, ty)),
-                         (k & 1) ? tx : sub(1.0f, tx));
-    acc = add(acc, mul(wt, v.data[(zz * h + yy) * w + xx]));
-  }
-  return acc;
+  return border_sample(v, c.z0, c.y0, c.x0, tz, ty, tx);
 }
 
 // -- Whole-voxel moves ----------------------------------------------------------------------
@@ -215,14 +237,20 @@ MEDSEG_HOST_DEVICE float resized_value(const ResizeSpec& r, const float* x, std:
 
 // -- Label samples --------------------------------------------------------------------------
 
-/// The id whose one-hot mask interpolates largest among the eight neighbours' ids (ordered
-/// z, y, x from the lowest corner, as LabelSampler orders them); ties within 1e-12 go to the
-/// smaller id. All eight equal (the common case) is decided before any weight.
+/// Whether the eight neighbours' ids agree: inside a region, by far the common case, decided
+/// before any weight is computed.
 template <class L>
-MEDSEG_HOST_DEVICE L vote(const L* ids, double tz, double ty, double tx) {
+MEDSEG_HOST_DEVICE bool all_equal(const L* ids) {
   bool uniform = true;
   for (int k = 1; k < 8; ++k) uniform = uniform && ids[k] == ids[0];
-  if (uniform) return ids[0];
+  return uniform;
+}
+
+/// The id whose one-hot mask interpolates largest among the eight neighbours' ids (ordered
+/// z, y, x from the lowest corner, as LabelSampler orders them); ties within 1e-12 go to the
+/// smaller id.
+template <class L>
+MEDSEG_HOST_DEVICE L largest_class(const L* ids, double tz, double ty, double tx) {
   double weights[8];
   for (int k = 0; k < 8; ++k)
     weights[k] = mul(mul((k >> 2) ? tz : sub(1.0, tz), ((k >> 1) & 1) ? ty : sub(1.0, ty)), (k & 1) ? tx : sub(1.0, tx));
@@ -238,6 +266,12 @@ MEDSEG_HOST_DEVICE L vote(const L* ids, double tz, double ty, double tx) {
     }
   }
   return best;
+}
+
+/// The per-class linear vote of eight neighbours' ids.
+template <class L>
+MEDSEG_HOST_DEVICE L vote(const L* ids, double tz, double ty, double tx) {
+  return all_equal(ids) ? ids[0] : largest_class(ids, tz, ty, tx);
 }
 
 /// Per-class linear label sample at corner `c` of a d x h x w map; outside reads id 0.
