@@ -3,7 +3,8 @@
 // elastic deformation and a foreground crop; noise, blur, brightness, contrast, gamma): the
 // same cases in every batch, labels exactly, images within 1e-5 of the data's scale, through
 // next() with staging workers (on the default per-thread stream and on a stream of its own)
-// and through batch(b); and train::Trainer steps on GPU batches (VNetDeepSup, Dice + CE) with
+// and through batch(b); nnU-Net's default chain (transforms::nnunet_3d) as a whole; and
+// train::Trainer steps on GPU batches (VNetDeepSup, Dice + CE) with
 // the losses it has on the CPU loader's batches.
 #include <catch2/catch.hpp>
 
@@ -99,6 +100,20 @@ TEST_CASE("the GPU loader gives the CPU loader's batches") {
       INFO("workers " << workers << ", batch(" << b << ")");
       check_same(reference[static_cast<std::size_t>(b)], gpu.batch(static_cast<std::uint64_t>(b)));
     }
+  }
+}
+
+TEST_CASE("the GPU loader runs nnU-Net's whole default augmentation as the CPU loader does") {
+  // transforms::nnunet_3d: the crop of the larger initial patch fused into the spatial pass,
+  // noise, blur, brightness, contrast, low resolution, both gammas and mirroring, every one
+  // on the device.
+  const auto dataset = make_dataset(4, {40, 38, 42});
+  const data::LoaderOptions options{.batch_size = 2, .workers = 2, .seed = 3};
+  data::Loader cpu{dataset, transforms::nnunet_3d({32, 32, 32}), {.batch_size = 2, .workers = 0, .seed = 3}};
+  auto gpu = data::make_loader<Cuda>(dataset, transforms::nnunet_3d({32, 32, 32}), options);
+  for (int b = 0; b < 8; ++b) {
+    INFO("batch " << b);
+    check_same(cpu.next(), gpu.next());
   }
 }
 
