@@ -44,22 +44,12 @@ Tensor<std::uint8_t> random_label(const Shape& shape, std::uint32_t seed) {
   return t;
 }
 
-voxel::GridSpec spec_of(const SamplingGrid& g) {
-  voxel::GridSpec s{};
-  for (int k = 0; k < 3; ++k) {
-    s.out[k] = g.out_size[k];
-    s.out_center[k] = g.out_center[k];
-    s.in_center[k] = g.in_center[k];
-    for (int j = 0; j < 3; ++j) s.m[k][j] = g.matrix.m[k][j];
-  }
-  return s;
-}
-
-/// What the GPU kernel computes, on the host: image and label through voxel_sampling.hpp.
+/// What the GPU kernel computes, on the host: a grid point per voxel (no row walk) and the
+/// whole-sample functions (linear_sample, per_class_linear_sample), as the kernel calls them.
 void reference_sample(const Tensor<float>& image, const Tensor<std::uint8_t>& label, const SamplingGrid& g,
                       ImageInterpolation im, LabelInterpolation lm, Tensor<float>& image_out,
                       Tensor<std::uint8_t>& label_out) {
-  const voxel::GridSpec spec = spec_of(g);
+  const voxel::GridSpec spec = transforms::detail::grid_spec(g);
   const std::int64_t c = image.size(0), d = image.size(1), h = image.size(2), w = image.size(3);
   const std::int64_t plane = g.out_size[0] * g.out_size[1] * g.out_size[2], in_plane = d * h * w;
   image_out = Tensor<float>::empty({c, g.out_size[0], g.out_size[1], g.out_size[2]});
@@ -142,7 +132,7 @@ TEST_CASE("voxel_sampling: the grid point reads the displacement at the output v
   SamplingGrid grid = SamplingGrid::centered(in, in);
   grid.displacement = Tensor<float>::zeros({3, 3, 4, 5});
   for (std::int64_t i = 0; i < 60; ++i) grid.displacement.data()[2 * 60 + i] = 1.5f;
-  const voxel::GridSpec spec = spec_of(grid);
+  const voxel::GridSpec spec = transforms::detail::grid_spec(grid);
   double p[3];
   voxel::grid_point(spec, 1, 2, 0, grid.displacement.data(), (1 * 4 + 2) * 5 + 0, 60, p);
   CHECK(p[0] == 1.0);
