@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <source_location>
 
 #include "medseg/backends/cuda/check.hpp"
 #include "medseg/backends/cuda/stream.hpp"
@@ -28,10 +29,11 @@ __device__ inline std::int64_t first_index() {
 }
 __device__ inline std::int64_t grid_stride() { return static_cast<std::int64_t>(gridDim.x) * blockDim.x; }
 
-/// After a kernel launch: a bad launch configuration becomes an Error naming the kernel.
-inline void check_launch(const char* kernel) {
+/// After a kernel launch: a bad launch configuration becomes an Error naming the kernel and
+/// the line that launched it (the caller's, not this function's).
+inline void check_launch(const char* kernel, std::source_location at = std::source_location::current()) {
   const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) throw_cuda_error(status, kernel, __FILE__, __LINE__);
+  if (status != cudaSuccess) throw_cuda_error(status, kernel, at.file_name(), static_cast<int>(at.line()));
 }
 
 }  // namespace medseg::cuda::detail

@@ -4,10 +4,14 @@
 // class), and handed out again, as PyTorch's CUDACachingAllocator does (without its block
 // splitting: training shapes repeat, so exact size classes are reused well).
 //
-// A block freed on a stream is reused only on that stream: work queued there before the free
-// has finished with it by the time work queued after the reuse starts. The per-thread default
-// stream is one handle for many streams, so there the allocating thread is part of the key. Plain cudaMalloc, never
-// managed memory. Reports peak and reserved bytes; MEDSEG_CUDA_CACHING=0 turns caching off
+// A freed block is reused only on the stream it was allocated on (for the per-thread default
+// stream, one handle for many streams, the allocating thread is part of the key): work queued
+// there before the free has finished with it by the time work queued after the reuse starts.
+// The rule this asks of users: a tensor read by another stream must not be freed before that
+// work is ordered ahead of its own stream's (an event, or synchronising); there is no
+// record_stream. data/cuda.hpp keeps its batches on one stream for this reason. A destroyed
+// Stream is synchronised first (stream.hpp), so blocks kept under its handle are idle when a
+// new stream inherits the handle. Plain cudaMalloc, never managed memory. Reports peak and reserved bytes; MEDSEG_CUDA_CACHING=0 turns caching off
 // (every free is a cudaFree), which is what compute-sanitizer's leak and bounds checks want.
 #pragma once
 

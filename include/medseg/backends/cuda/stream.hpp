@@ -15,8 +15,13 @@ class Stream {
  public:
   /// A new non-blocking stream (it does not synchronise with the legacy default stream).
   Stream() { MEDSEG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  /// Waits for the stream's work first: cudaStreamDestroy returns at once, and the caching
+  /// allocator keeps the blocks freed on this stream under its handle, which a stream created
+  /// later may be given; they must be idle by then.
   ~Stream() {
-    if (stream_) (void)cudaStreamDestroy(stream_);
+    if (!stream_) return;
+    (void)cudaStreamSynchronize(stream_);
+    (void)cudaStreamDestroy(stream_);
   }
   Stream(Stream&& o) noexcept : stream_(std::exchange(o.stream_, nullptr)) {}
   Stream& operator=(Stream&& o) noexcept {
