@@ -281,14 +281,17 @@ void image_step(Case& c, const Step& step, const std::string& where) {
           });
           c.image_grid = s.grid.value_or(s.shape ? GridMode::corners : GridMode::extent);
           // resample_to_shape, or resample_to_spacing (the shape shape_for_spacing gives).
-          const Extent3 target = s.shape ? *s.shape : shape_for_spacing(im.geometry, spatial_of(im.voxels.shape()), *s.spacing);
+          const Extent3 target =
+              s.shape ? *s.shape : shape_for_spacing(im.geometry, spatial_of(im.voxels.shape()), *s.spacing);
           resample_image(im, target, {.order = s.order, .grid = *c.image_grid});
         } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
           c.crop_source = spatial_of(im.voxels.shape());
           c.crop_box = nonzero_box(im.voxels);
           crop_image(im, *c.crop_box);
         } else if constexpr (std::is_same_v<S, PadStep>) {
-          through_host(im, [&](io::Image<float> h) { return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, s.value); });
+          through_host(im, [&](io::Image<float> h) {
+            return pad(h, padding_to(spatial_of(h.voxels.shape()), s.to), s.mode, s.value);
+          });
         } else {
           throw Error{{.where = where, .field = "op", .expected = "an image op", .actual = "a label-only op",
                        .detail = "remap, keep_largest and remove_small belong in label_ops"}};
@@ -373,7 +376,8 @@ inline std::optional<FusedLead> fused_lead(const std::vector<Step>& steps, int r
   }
   const ResampleStep* resample = steps.size() >= 2 ? std::get_if<ResampleStep>(&steps[1]) : nullptr;
   if (!window || !resample || !resample->shape || (rank != 3 && rank != 4)) return std::nullopt;
-  return FusedLead{*window, *resample->shape, {.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)}};
+  return FusedLead{*window, *resample->shape,
+                   {.order = resample->order, .grid = resample->grid.value_or(GridMode::corners)}};
 }
 
 /// The fused pass on `voxels` (any element type, host or device) of geometry `g`, into the
@@ -383,7 +387,8 @@ std::size_t run_fused_lead(Case& c, const Voxels& voxels, const io::Geometry& g,
   using Image = decltype(c.image);
   c.image_grid = lead.options.grid;
   const Extent3 in = spatial_of(voxels.shape());
-  c.image = Image{resize(voxels, lead.shape, lead.options, lead.window), resized_geometry(g, in, lead.shape, lead.options.grid)};
+  c.image = Image{resize(voxels, lead.shape, lead.options, lead.window),
+                  resized_geometry(g, in, lead.shape, lead.options.grid)};
   return 2;
 }
 

@@ -1,11 +1,11 @@
 // `medseg prepare --device cuda`: each case's image_ops and label_ops run on the GPU with the
 // Cuda overloads of backends/cuda/preprocess.hpp, everything else as prepare.hpp does it
 // (discovery, fingerprint, resuming, lists, dataset.json). The steps are pipeline.hpp's own,
-// run on a device case (DeviceCaseData), so both paths share one recipe. Cases still run in parallel on the
-// thread pool: each worker decodes its case (NIfTI, gzip, DICOM) on its CPU thread, stages the
-// voxels through a page-locked buffer of its own, and queues the steps on its own stream (the
-// per-thread default stream of backends/cuda/stream.hpp), so one case's decoding overlaps
-// other cases' kernels and transfers. The GPU ops repeat the CPU's arithmetic, so the files
+// run on a device case (DeviceCaseData), so both paths share one recipe. Cases still run in
+// parallel on the thread pool: each worker decodes its case (NIfTI, gzip, DICOM) on its CPU
+// thread, stages the voxels through a page-locked buffer of its own, and queues the steps on
+// its own stream (the per-thread default stream of backends/cuda/stream.hpp), so one case's
+// decoding overlaps other cases' kernels and transfers. The GPU ops repeat the CPU's arithmetic, so the files
 // are the CPU path's within float rounding (order 0, crops and label ops exactly).
 //
 // On the host still: reading and writing files, the dataset fingerprint (ct_normalize without
