@@ -35,6 +35,20 @@ TEST_CASE("a block freed on one stream is not handed to another") {
   CHECK(a.stats().reserved == a.stats().allocated);
 }
 
+TEST_CASE("uncached, a block is exactly the bytes asked for, so memcheck sees one past the end") {
+  cuda::DeviceAllocator uncached(false), cached(true);
+  void* p = uncached.allocate(1000);
+  CHECK(uncached.stats().reserved == 1000);
+  CHECK(uncached.stats().allocated == 1000);
+  uncached.deallocate(p);
+  CHECK(uncached.stats().reserved == 0);
+  void* q = cached.allocate(1000);
+  CHECK(cached.stats().reserved == 1024);  // the size class
+  cached.deallocate(q);
+  cached.empty_cache();
+  CHECK(cached.stats().reserved == 0);
+}
+
 TEST_CASE("size classes round up to 512 bytes, then to 2 MiB") {
   CHECK(cuda::DeviceAllocator::size_class(1) == 512);
   CHECK(cuda::DeviceAllocator::size_class(513) == 1024);

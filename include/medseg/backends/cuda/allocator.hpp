@@ -45,6 +45,11 @@ struct AllocatorStats {
 
 class DeviceAllocator {
  public:
+  /// Caching unless MEDSEG_CUDA_CACHING=0 (the process's allocator).
+  DeviceAllocator() = default;
+  /// Caching as asked, whatever the environment says.
+  explicit DeviceAllocator(bool caching) : caching_(caching) {}
+
   /// `bytes` (at least 1) of device memory on the current device, 256-byte aligned, ordered on
   /// the current stream. Running out of memory frees the cache and tries once more, then throws
   /// an Error that says how much was asked and how much is free.
