@@ -13,7 +13,7 @@
 #
 # The GPU machine has the NVIDIA driver, nvcc, PyTorch, CuPy and SciPy; cuDNN 9 and cuBLAS 13
 # come from PyTorch's nvidia-* wheels there. Each step has a time limit, so one hang cannot
-# spend the device time of the rest; the default steps' limits add up to about 9 minutes.
+# spend the device time of the rest; the default steps' limits add up to under 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -70,27 +70,18 @@ run)
     set -e
     tail -40 "$out/$name.txt"
   }
-  profile_train() {
-    local ncu
-    ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1 || true)
-    [[ -n "$ncu" ]] || { echo "profile_train: ncu not found"; return 1; }
-    # The first 1500 kernels: the first case (DynamicUNet fp32) through its warm-up steps.
-    timeout 80 "$ncu" --target-processes all --launch-count 1500 --metrics gpu__time_duration.sum --csv --page raw \
-      "$bin/medseg" bench train --device cuda --quick >"$out/profile_train.csv" 2>"$out/profile_train.err" || true
-    python3 - "$out/profile_train.csv" <<'PY'
-import csv, collections, sys
-rows = [l for l in open(sys.argv[1]) if l.startswith('"')]
-total, count = collections.Counter(), collections.Counter()
-for r in csv.DictReader(rows):
-    try: t = float(r["gpu__time_duration.sum"].replace(",", ""))
-    except (KeyError, ValueError): continue
-    name = r.get("Kernel Name", "?")[:90]
-    total[name] += t; count[name] += 1
-s = sum(total.values())
-print(f"{sum(count.values())} kernels, {s / 1e6:.1f} ms of kernel time in all (ns units from ncu)")
-for name, t in total.most_common(40):
-    print(f"{t / 1e6:9.2f} ms {100 * t / max(s, 1):5.1f}% x{count[name]:<5} {name}")
-PY
+  # cuDNN's algorithm for every convolution of one 128^3 DynamicUNet training step, float32 and
+  # TF32, with the candidates it offered and their workspace (MEDSEG_CUDNN_VERBOSE), by its
+  # heuristics and by the timed search. Session 8 found the step's slow backward this way (a
+  # 1 GiB workspace cap); Nsight Compute had failed on one of our kernels there.
+  cudnn_choices() {
+    local name idx env
+    for name in heuristics_fp32:0: timed_fp32:0:MEDSEG_CUDNN_BENCHMARK=1 timed_tf32:2:MEDSEG_CUDNN_BENCHMARK=1; do
+      IFS=: read -r name idx env <<<"$name"
+      env ${env:+"$env"} MEDSEG_CUDNN_VERBOSE=1 MEDSEG_BENCH_CHILD="$idx:$out/cudnn_$name.result" \
+        timeout 60 "$bin/medseg" bench train --device cuda >"$out/cudnn_$name.log" 2>&1
+      echo "$name: ms peak hwm cache forward loss backward optimizer = $(cat "$out/cudnn_$name.result" 2>/dev/null)"
+    done
   }
   # The preprocessing, augmentation and loader tests again under compute-sanitizer's memcheck:
   # out-of-bounds and misaligned device accesses, and CUDA calls that fail silently. Their
@@ -104,8 +95,8 @@ PY
       "[#augment_test],[#prepare_test],[#preprocess_test],[#loader_test]"
   }
   # Steps to run: the default set, or those named after `run` (e.g. `run cuda_tests bench_train`).
-  # The default set's limits add up to 555 s; each step usually ends well before its limit.
-  # profile_train runs when named.
+  # The default set's limits add up to 590 s; each step usually ends well before its limit
+  # (session 8, H100: about 250 s in all). cudnn_choices runs when named.
   wanted=" ${*:2} "
   [[ "$wanted" == "  " ]] && wanted=" cuda_tests sanitize bench_preprocess bench_train bench_infer "
   want() { [[ "$wanted" == *" $1 "* ]]; }
@@ -118,15 +109,12 @@ PY
   # to the timed search, PyTorch's cudnn.benchmark: slow to warm up at 128^3, where it tries every
   # algorithm of every convolution).
   want bench_train && step bench_train 200 "$bin/medseg" bench train --device cuda --json
-  want bench_infer && step bench_infer 55 "$bin/medseg" bench infer --device cuda --json
-  # Where a training step's GPU time goes, kernel by kernel: Nsight Compute times each kernel of
-  # the quick (64^3) DynamicUNet training case, and the summary adds them up by kernel name. Kernel times
-  # only: host gaps show as the difference to bench_train's phase times.
+  want bench_infer && step bench_infer 90 "$bin/medseg" bench infer --device cuda --json
   export out
-  export -f profile_train
-  want profile_train && step profile_train 100 bash -c profile_train
+  export -f cudnn_choices
+  want cudnn_choices && step cudnn_choices 190 bash -c cudnn_choices
   summary="{"
-  for k in cuda_tests sanitize bench_train bench_infer bench_preprocess profile_train; do
+  for k in cuda_tests sanitize bench_preprocess bench_train bench_infer cudnn_choices; do
     want "$k" && summary+="\"$k\": ${status[$k]:-null}, "
   done
   echo "${summary%, }}" | tee "$out/results.json"

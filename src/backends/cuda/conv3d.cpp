@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -129,12 +131,15 @@ const Perf* pick(const std::vector<Perf>& results, std::size_t limit, bool tf32,
   return nullptr;
 }
 
-/// Bytes a timed search may use for workspace: the limit, but at most half the device's
-/// free memory, so that benchmarking does not itself run out of memory.
-std::size_t find_workspace_bytes(std::size_t limit) {
+/// Bytes of workspace an algorithm may use: half the device's free memory when the plan is
+/// made, capped by MEDSEG_CUDNN_WORKSPACE_MB when set. A fixed cap costs dearly: cuDNN's fast
+/// weight-gradient algorithm for a 32-channel 3x3x3 convolution at 128^3, batch 2, needs just
+/// over 1 GiB, and without it the next best takes 425 ms instead of a few (H100, cuDNN 9).
+/// PyTorch likewise lets cuDNN take what the device has free.
+std::size_t workspace_budget() {
   std::size_t free_bytes = 0, total_bytes = 0;
   MEDSEG_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return std::min(limit, free_bytes / 2);
+  return std::min(conv3d_workspace_limit(), free_bytes / 2);
 }
 
 /// Device scratch of `bytes` (none for 0), from the Cuda allocator.
@@ -237,13 +242,40 @@ void ConvPlan::finish(C& choice, const auto& perf) const {
   choice.workspace = perf.memory;
 }
 
+/// MEDSEG_CUDNN_VERBOSE=1: one line on stderr per algorithm chosen, with the candidates cuDNN
+/// offered (their measured times under the timed search), to see why a step is slow.
+bool verbose_choices() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEDSEG_CUDNN_VERBOSE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
+template <class Perf>
+void report_choice(const char* call, const Conv3dShape& s, const Perf& chosen, const std::vector<Perf>& results) {
+  if (!verbose_choices()) return;
+  std::string line = std::string("cuDNN ") + call + " " + s.to_string() + ": algo " +
+                     std::to_string(static_cast<int>(chosen.algo)) + " (math " +
+                     std::to_string(static_cast<int>(chosen.mathType)) + ", " +
+                     std::to_string(chosen.memory >> 20) + " MiB); offered:";
+  for (const Perf& p : results) {
+    char item[96];
+    std::snprintf(item, sizeof item, " %d/m%d/%s%s%.3fms/%zuMiB", static_cast<int>(p.algo), static_cast<int>(p.mathType),
+                  p.status == CUDNN_STATUS_SUCCESS ? "" : "failed/", p.determinism == CUDNN_DETERMINISTIC ? "det/" : "",
+                  static_cast<double>(p.time), p.memory >> 20);
+    line += item;
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
 /// Throws when no algorithm qualified.
 template <class Perf>
 const Perf& require_pick(const Perf* p, const char* call, std::size_t limit) {
   require(p != nullptr, [&] {
     return ErrorInfo{.where = "cuDNN", .field = call, .expected = "an algorithm cuDNN supports",
                      .actual = "none within the workspace limit of " + std::to_string(limit) + " bytes",
-                     .detail = "raise MEDSEG_CUDNN_WORKSPACE_MB"};
+                     .detail = "free device memory, or raise MEDSEG_CUDNN_WORKSPACE_MB"};
   });
   return *p;
 }
@@ -256,9 +288,8 @@ const ConvPlan::Forward& ConvPlan::forward(cudnnHandle_t h, const float* in, con
   int count = 0, returned = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &count));
   std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<std::size_t>(std::max(count, 1)));
-  std::size_t limit = conv3d_workspace_limit();
+  const std::size_t limit = workspace_budget();
   if (benchmark_) {
-    limit = find_workspace_bytes(limit);
     const auto workspace = scratch(limit);
     const auto out = Tensor<float, Cuda>::empty(conv_output_shape_);  // the search overwrites it
     MEDSEG_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
@@ -271,6 +302,7 @@ const ConvPlan::Forward& ConvPlan::forward(cudnnHandle_t h, const float* in, con
   }
   results.resize(static_cast<std::size_t>(std::clamp(returned, 0, count)));
   const auto& perf = require_pick(pick(results, limit, tf32_, false), "forward algorithm", limit);
+  report_choice("forward", s_, perf, results);
   finish(*choice, perf);
   std::size_t bytes = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, conv_input.get(), filter.get(),
@@ -289,9 +321,8 @@ const ConvPlan::BackwardData& ConvPlan::backward_data(cudnnHandle_t h, const flo
   int count = 0, returned = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &count));
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<std::size_t>(std::max(count, 1)));
-  std::size_t limit = conv3d_workspace_limit();
+  const std::size_t limit = workspace_budget();
   if (benchmark_) {
-    limit = find_workspace_bytes(limit);
     const auto workspace = scratch(limit);
     const auto din = Tensor<float, Cuda>::empty(conv_input_shape_);
     MEDSEG_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
@@ -305,6 +336,7 @@ const ConvPlan::BackwardData& ConvPlan::backward_data(cudnnHandle_t h, const flo
   results.resize(static_cast<std::size_t>(std::clamp(returned, 0, count)));
   // Some backward-data algorithms add with atomics, so their sums vary from run to run.
   const auto& perf = require_pick(pick(results, limit, tf32_, deterministic_), "backward-data algorithm", limit);
+  report_choice("backward-data", s_, perf, results);
   finish(*choice, perf);
   std::size_t bytes = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, filter.get(), conv_output.get(),
@@ -323,9 +355,8 @@ const ConvPlan::BackwardFilter& ConvPlan::backward_filter(cudnnHandle_t h, const
   int count = 0, returned = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &count));
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<std::size_t>(std::max(count, 1)));
-  std::size_t limit = conv3d_workspace_limit();
+  const std::size_t limit = workspace_budget();
   if (benchmark_) {
-    limit = find_workspace_bytes(limit);
     const auto workspace = scratch(limit);
     const auto dfilter = Tensor<float, Cuda>::empty(s_.weight_shape());
     MEDSEG_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
@@ -339,6 +370,7 @@ const ConvPlan::BackwardFilter& ConvPlan::backward_filter(cudnnHandle_t h, const
   results.resize(static_cast<std::size_t>(std::clamp(returned, 0, count)));
   const auto& perf =
       require_pick(pick(results, limit, tf32_, deterministic_), "backward-filter algorithm", limit);
+  report_choice("backward-filter", s_, perf, results);
   finish(*choice, perf);
   std::size_t bytes = 0;
   MEDSEG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, conv_input.get(), conv_output.get(),
@@ -502,7 +534,7 @@ std::size_t conv3d_workspace_limit() {
   static const std::size_t limit = [] {
     const char* v = std::getenv("MEDSEG_CUDNN_WORKSPACE_MB");
     const long long mb = v ? std::atoll(v) : 0;
-    return static_cast<std::size_t>(mb > 0 ? mb : 1024) << 20;
+    return mb > 0 ? static_cast<std::size_t>(mb) << 20 : SIZE_MAX;
   }();
   return limit;
 }

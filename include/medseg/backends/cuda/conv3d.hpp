@@ -49,8 +49,9 @@ namespace medseg::cuda {
 /// on the CPU, which takes the same (empty) argument list and so cannot share its name.
 std::size_t conv3d_cached_problems();
 
-/// Most bytes of workspace a cuDNN algorithm may ask for: faster algorithms that need more
-/// are passed over. 1 GiB, or MEDSEG_CUDNN_WORKSPACE_MB when set.
+/// Most bytes of workspace a cuDNN algorithm may ask for, MEDSEG_CUDNN_WORKSPACE_MB when set,
+/// else no cap (SIZE_MAX). Algorithms are also held to half the device's free memory at the
+/// time they are chosen; faster ones that need more are passed over.
 std::size_t conv3d_workspace_limit();
 
 }  // namespace medseg::cuda
