@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
@@ -237,6 +238,16 @@ TEST_CASE("cuDNN conv3d plans are cached per problem and per TF32 setting") {
   CHECK(cuda::conv3d_cached_problems() == before + 2);
   ops::conv3d_forward(s, x, w, nullptr, y);
   CHECK(cuda::conv3d_cached_problems() == before + 2);
+}
+
+TEST_CASE("cuDNN workspaces have no fixed cap unless MEDSEG_CUDNN_WORKSPACE_MB sets one") {
+  // A fixed 1 GiB cap passed over the fast weight-gradient algorithms of 128^3 convolutions and
+  // made a training step 2-15x slower than PyTorch's; the free memory bounds workspaces instead.
+  const char* set = std::getenv("MEDSEG_CUDNN_WORKSPACE_MB");
+  if (set && std::atoll(set) > 0)
+    CHECK(cuda::conv3d_workspace_limit() == static_cast<std::size_t>(std::atoll(set)) << 20);
+  else
+    CHECK(cuda::conv3d_workspace_limit() == std::numeric_limits<std::size_t>::max());
 }
 
 TEST_CASE("with cudnn_deterministic, conv3d backward passes give the same bits on every run") {
