@@ -336,7 +336,7 @@ std::vector<Result> run_preprocess_cuda(const Options& options) {
   const cuda::ResamplePlan order0(in, target, {.order = 0});
   auto small_d = Tensor<float, Cuda>::empty({out, out, out});
   auto small_labels_d = Tensor<std::uint8_t, Cuda>::empty({out, out, out});
-  const cuda::VoxelMap window_map = cuda::VoxelMap::window(window);
+  const ops::VoxelMap window_map = ops::VoxelMap::window(window);
 
   // Pinned host buffers for the timings with transfers: input up, result down.
   PinnedTensor<std::int16_t> ct_pinned(ct.shape());

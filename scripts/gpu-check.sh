@@ -83,8 +83,9 @@ run)
       echo "$name: ms peak hwm cache forward loss backward optimizer = $(cat "$out/cudnn_$name.result" 2>/dev/null)"
     done
   }
-  # The preprocessing, augmentation, loader, norm/pooling/upsampling, point-wise and loss/optimizer
-  # tests again under compute-sanitizer's memcheck: out-of-bounds and misaligned device accesses,
+  # The op table (tests/backends/ops_test.cpp: every op, small shapes) and the preprocessing,
+  # augmentation, loader, norm/pooling/upsampling, point-wise and loss/optimizer tests again
+  # under compute-sanitizer's memcheck: out-of-bounds and misaligned device accesses,
   # and CUDA calls that fail silently. Their tensors are small, so the instrumented run stays
   # short (the first four files took about 15 s on an H100). The convolution and model tests are
   # left out: they are mostly cuDNN, and slow under instrumentation. Caching off: every block is
@@ -94,7 +95,7 @@ run)
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
     [[ -n "$cs" ]] || { echo "sanitize: compute-sanitizer not found"; return 1; }
     MEDSEG_CUDA_CACHING=0 "$cs" --tool memcheck --error-exitcode 3 "$bin/cuda_tests" -# \
-      "[#augment_test],[#prepare_test],[#preprocess_test],[#loader_test],[#norm_pool_upsample_test],[#pointwise_test],[#loss_optim_test]"
+      "[#ops_test],[#augment_test],[#prepare_test],[#preprocess_test],[#loader_test],[#norm_pool_upsample_test],[#pointwise_test],[#loss_optim_test]"
   }
   # Steps to run: the default set, or those named after `run` (e.g. `run cuda_tests bench_train`).
   # The default set's limits add up to 590 s; each step usually ends well before its limit

@@ -1,5 +1,5 @@
-// The GPU augmentations (transforms/cuda.hpp) against the CPU transforms on the same samples
-// and the same RandomStreams: the fused spatial transform (rotation, scaling, elastic, a
+// The transforms on GPU samples (their Cuda kernels, backends/cuda/augment.hpp) against the
+// CPU transforms on the same samples and the same RandomStreams: the fused spatial transform (rotation, scaling, elastic, a
 // foreground crop, the exact crop when nothing fires; image nearest and linear, labels nearest
 // and per-class linear, uint8 and int16) over several seeds, each intensity transform, the
 // voxel moves (flips, quarter turns, crops, pads), rotations, scaling, resized crops, low
@@ -18,7 +18,6 @@
 #include "compare.hpp"
 #include "medseg/cuda.hpp"
 #include "medseg/transforms.hpp"
-#include "medseg/transforms/cuda.hpp"
 
 using namespace medseg;
 using namespace medseg::transforms;
@@ -117,7 +116,7 @@ TEST_CASE("cuda augment: the building blocks equal the CPU's") {
     for (std::uint64_t seed = 0; seed < 3; ++seed) {
       RandomStream a(seed, 5), b(seed, 5);
       const auto cpu = elastic_displacement({7, 8, 9}, 12.0, 2.5, a);
-      const auto gpu = elastic_displacement_on_device({7, 8, 9}, 12.0, 2.5, b);
+      const auto gpu = elastic_displacement<Cuda>({7, 8, 9}, 12.0, 2.5, b);
       CHECK(a.position() == b.position());
       check_close(cpu, gpu);
     }

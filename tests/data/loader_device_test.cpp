@@ -17,7 +17,7 @@
 
 using namespace medseg;
 
-namespace loader_device_test {  // found by argument-dependent lookup through Emulated
+namespace loader_device_test {
 
 /// A device backend whose memory is host memory: what Loader<D, T, L, B> does for a GPU,
 /// checked without one (its tensors offer no host access, as a GPU's do not).
@@ -46,13 +46,23 @@ struct Threads {
 };
 inline Threads threads;
 
-/// The "device version" of every transform: the CPU version on a host copy.
-template <class T, class L>
-void apply_on_device(const T& t, transforms::BasicSample<L, Emulated>& s, RandomStream& rng) {
-  threads.add(threads.augmented);
-  transforms::BasicSample<L> host{s.image.template to<Cpu>(), s.label.defined() ? s.label.template to<Cpu>() : Tensor<L>{}};
-  t.apply(host, rng);
-  s = data::detail::upload<Emulated>(host);
+/// The emulated device has no kernels (ops::): its augmentation is `transform` run on a host
+/// copy of the sample, with the same stream.
+template <class T>
+struct OnHost {
+  T transform;
+  template <class L>
+  void apply(transforms::BasicSample<L, Emulated>& s, RandomStream& rng) const {
+    threads.add(threads.augmented);
+    transforms::BasicSample<L> host{s.image.template to<Cpu>(),
+                                    s.label.defined() ? s.label.template to<Cpu>() : Tensor<L>{}};
+    transform.apply(host, rng);
+    s = data::detail::upload<Emulated>(host);
+  }
+};
+template <class T>
+OnHost<T> on_host(T transform) {
+  return {std::move(transform)};
 }
 
 }  // namespace loader_device_test
@@ -134,7 +144,7 @@ TEST_CASE("a loader on a device backend gives the CPU loader's batches") {
   }
   REQUIRE(reference[0].image.shape() == Shape{2, 1, 6, 6, 6});
   for (const int workers : {0, 1, 3}) {
-    auto device = data::make_loader<Emulated>(dataset, augmentation(),
+    auto device = data::make_loader<Emulated>(dataset, loader_device_test::on_host(augmentation()),
                                               {.batch_size = 2, .workers = workers, .seed = 11, .prefetch = 2,
                                                .cache_bytes = workers == 3 ? std::size_t{1} << 20 : 0});
     static_assert(std::is_same_v<decltype(device.next()), data::Batch<data::LabelValue, Emulated>>);
@@ -157,7 +167,8 @@ TEST_CASE("a device loader stages samples on its workers and augments them on th
     loader_device_test::threads.augmented.clear();
   }
   {
-    auto device = data::make_loader<Emulated>(dataset, augmentation(), {.batch_size = 2, .workers = 2, .seed = 3});
+    auto device = data::make_loader<Emulated>(dataset, loader_device_test::on_host(augmentation()),
+                                              {.batch_size = 2, .workers = 2, .seed = 3});
     for (int b = 0; b < 4; ++b) (void)device.next();
   }
   std::lock_guard lock(loader_device_test::threads.mutex);

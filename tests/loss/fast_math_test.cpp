@@ -1,10 +1,10 @@
-#include "medseg/loss/fast_math.hpp"
+#include "medseg/backends/loss.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
-using namespace medseg::loss::detail;
+using namespace medseg::ops::fast_math;
 
 TEST_CASE("exp_approx is within a few ulp of exp over the float range") {
   double worst = 0;

@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "medseg/infer/deploy.hpp"
 #include "medseg/models/any_model.hpp"
+#include "medseg/preprocess/prepare.hpp"
+#include "medseg/train/config.hpp"
 #include "model_parity.hpp"
 
 using namespace medseg;
@@ -101,7 +104,8 @@ TEST_CASE("AnyModel configuration errors name where the field what was expected 
   CHECK_THAT(error_of({{"num_classes", 2}}), Contains("type") && Contains("missing"));
   CHECK_THAT(error_of(json::array({1, 2})), Contains("plan.json: model") && Contains("a JSON object"));
   CHECK_THAT(error_of({{"type", "VNet"}, {"num_class", 2}}),
-             Contains("plan.json: model: num_class") && Contains("a known option") && Contains("num_classes"));
+             Contains("plan.json: model: num_class: expected a known key, got unknown key \"num_class\"") &&
+                 Contains("did you mean \"num_classes\"?"));
   CHECK_THAT(error_of({{"type", "VNet"}, {"width", "wide"}}),
              Contains("width") && Contains("expected an integer") && Contains("got \"wide\""));
   CHECK_THAT(error_of({{"type", "VNet"}, {"norm", "layer"}}), Contains("norm") && Contains("\"batch\", \"group\", \"instance\""));
@@ -117,6 +121,113 @@ TEST_CASE("AnyModel configuration errors name where the field what was expected 
   CHECK_THAT(error_of({{"type", "DynamicUNet"}, {"features", {4, 8}}, {"kernels", {3}}}),
              Contains("plan.json: model: DynamicUNet: kernels"));
   CHECK_THAT(error_of({{"type", "VNet"}, {"dropout", 1.5}}), Contains("plan.json: model") && Contains("p"));
+}
+
+TEST_CASE("Each model's options are declared once: written then read they are equal, unknown keys fail") {
+  using models::detail::read_options;
+  using models::detail::write_options;
+  auto read = [](const json& j, auto tag) {
+    JsonReader r(j, "options.json");
+    auto o = read_options<decltype(tag)>(r);
+    r.finish();
+    return o;
+  };
+  models::VNetOptions v;
+  v.in_channels = 2, v.num_classes = 5, v.norm = models::Norm::group, v.activation = models::Activation::elu;
+  v.dropout = 0.25f, v.down_kernel[2] = {2, 2, 4}, v.down_stride[3] = {2, 2, 1}, v.width = 4, v.seed = 7;
+  const json vj = write_options(v);
+  CHECK(vj.at("norm") == "group");
+  CHECK(vj.at("activation") == "elu");
+  CHECK(vj.at("down_stride") == json{{2, 2, 2}, {2, 2, 2}, {2, 2, 2}, {2, 2, 1}});
+  const auto v2 = read(vj, models::VNetOptions{});
+  CHECK(write_options(v2) == vj);
+  CHECK((v2.in_channels == v.in_channels && v2.num_classes == v.num_classes && v2.norm == v.norm &&
+         v2.activation == v.activation && v2.dropout == v.dropout && v2.down_kernel == v.down_kernel &&
+         v2.down_stride == v.down_stride && v2.width == v.width && v2.seed == v.seed));
+  // The keys written are exactly the declared ones (what exported models hold).
+  std::vector<std::string> keys;
+  for (const auto& [k, _] : vj.items()) keys.push_back(k);
+  CHECK(keys == std::vector<std::string>{"activation", "down_kernel", "down_stride", "dropout", "in_channels", "norm",
+                                         "num_classes", "seed", "width"});
+
+  models::UNet3DOptions u;
+  u.channels = {4, 8, 16}, u.strides = {{1, 2, 2}, {2, 2, 2}}, u.kernel = {1, 3, 3}, u.activation = models::UNetActivation::leaky_relu;
+  u.norm = models::Norm::batch, u.bias = false, u.negative_slope = 0.2f, u.num_res_units = 2;
+  const json uj = write_options(u);
+  CHECK(uj.at("activation") == "leaky_relu");  // the first name of the value, not MONAI's alias
+  const auto u2 = read(uj, models::UNet3DOptions{});
+  CHECK((u2.channels == u.channels && u2.strides == u.strides && u2.kernel == u.kernel && u2.activation == u.activation &&
+         u2.norm == u.norm && u2.bias == u.bias && u2.negative_slope == u.negative_slope && u2.num_res_units == 2));
+  CHECK(write_options(u2) == uj);
+
+  models::DynamicUNetOptions d;
+  d.features = {4, 8, 16}, d.kernels = {{1, 3, 3}, {3, 3, 3}, {3, 3, 3}}, d.strides = {{1, 1, 1}, {1, 2, 2}, {2, 2, 2}};
+  d.convs_per_stage = {1, 2, 2}, d.convs_per_stage_decoder = {1, 1}, d.residual_encoder = true, d.deep_supervision = false;
+  const json dj = write_options(d);
+  const auto d2 = read(dj, models::DynamicUNetOptions{});
+  CHECK((d2.features == d.features && d2.kernels == d.kernels && d2.strides == d.strides &&
+         d2.convs_per_stage == d.convs_per_stage && d2.convs_per_stage_decoder == d.convs_per_stage_decoder &&
+         d2.residual_encoder && !d2.deep_supervision));
+  CHECK(write_options(d2) == dj);
+
+  json bad = vj;
+  bad["widht"] = 4;
+  CHECK_THROWS_WITH(read(bad, models::VNetOptions{}),
+                    "options.json: widht: expected a known key, got unknown key \"widht\" (did you mean \"width\"?)");
+  bad = uj;
+  bad["norm"] = "layer";
+  CHECK_THROWS_WITH(read(bad, models::UNet3DOptions{}),
+                    "options.json: norm: expected one of \"batch\", \"group\", \"instance\", got \"layer\"");
+}
+
+TEST_CASE("A bad key reads the same in a config, a model JSON, a deploy.json and a prep.json") {
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // A wrong type: "<file and place>: <key path>: expected <what>, got <the value as written>".
+  train::Config config;
+  config.file = "configs/x.json";
+  config.json = {{"iters", "many"}};
+  CHECK(message([&] { train::validate(config); }) == "config configs/x.json: iters: expected an integer >= 1, got \"many\"");
+  CHECK(message([] { AnyModel<Cpu>::from_json({{"type", "VNet"}, {"width", "many"}}, "configs/x.json: model"); }) ==
+        "configs/x.json: model: width: expected an integer, got \"many\"");
+  json deploy = {{"format", "medseg-deploy"}, {"version", 1}, {"model", {{"type", "VNet"}}},
+                 {"inference", {{"roi", {32, 32, 32}}, {"batch", "many"}}}, {"weights", "model.safetensors"}};
+  CHECK(message([&] { infer::parse_deploy(deploy, "out/deploy.json"); }) ==
+        "out/deploy.json: inference.batch: expected an integer >= 1, got \"many\"");
+  CHECK(message([] {
+          preprocess::parse_prepare_config({{"input", {{"images", "i"}}}, {"output", "o"}, {"split", {{"seed", "many"}}}},
+                                           ".", "prep.json");
+        }) == "prep.json: split.seed: expected a non-negative integer, got \"many\"");
+
+  // An unknown key: "expected a known key, got unknown key "k" (did you mean "..."?)".
+  config.json = {{"iters", 10}, {"optimizer", {{"type", "sgd"}, {"momentun", 0.9}}}};
+  CHECK(message([&] { train::validate(config); }) ==
+        "config configs/x.json: optimizer.momentun: expected a known key, got unknown key \"momentun\" (did you mean "
+        "\"momentum\"?)");
+  CHECK(message([] { AnyModel<Cpu>::from_json({{"type", "VNet"}, {"widht", 8}}, "configs/x.json: model"); }) ==
+        "configs/x.json: model: widht: expected a known key, got unknown key \"widht\" (did you mean \"width\"?)");
+  deploy["inference"] = {{"roi", {32, 32, 32}}, {"overlapp", 0.5}};
+  CHECK(message([&] { infer::parse_deploy(deploy, "out/deploy.json"); }) ==
+        "out/deploy.json: inference.overlapp: expected a known key, got unknown key \"overlapp\" (did you mean "
+        "\"overlap\"?)");
+
+  // A name from a table, and a missing required key.
+  config.json = {{"optimizer", {{"type", "adamm"}}}};
+  CHECK(message([&] { train::validate(config); }) ==
+        "config configs/x.json: optimizer.type: expected one of \"sgd\", \"adam\", \"adamw\", got \"adamm\" (did you "
+        "mean \"adam\"?)");
+  CHECK(message([] { AnyModel<Cpu>::from_json({{"type", "VNet"}, {"norm", "groups"}}, "configs/x.json: model"); }) ==
+        "configs/x.json: model: norm: expected one of \"batch\", \"group\", \"instance\", got \"groups\" (did you "
+        "mean \"group\"?)");
+  deploy["inference"] = {{"blend", "gaussian"}};
+  CHECK(message([&] { infer::parse_deploy(deploy, "out/deploy.json"); }) ==
+        "out/deploy.json: inference.roi: expected [d, h, w] of integers, each >= 1, got missing");
 }
 
 TEST_CASE("AnyModel trains and saves like the model it holds") {

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <optional>
+#include <variant>
 
 #include "medseg/nn.hpp"
 #include "parity.hpp"
@@ -148,6 +150,81 @@ TEST_CASE("State dicts round-trip and reject mismatches with clear errors") {
   std::filesystem::remove_all(dir);
 }
 
+namespace {
+/// A layer declared with nn::members alone: a child, an optional child, a child chosen at run
+/// time (std::variant), a list of children, its own parameters (one optional) and a buffer.
+template <class B>
+class DeclaredBlock : public Module<DeclaredBlock<B>, B> {
+ public:
+  explicit DeclaredBlock(bool extras)
+      : conv_({.in_channels = 2, .out_channels = 2, .padding = {1, 1, 1}}), act_(ReLU<B>{}), extras_(extras) {
+    if (extras) {
+      norm_.emplace(GroupNorm<B>{{.num_groups = 1, .num_channels = 2}});
+      act_ = PReLU<B>{};
+    }
+    for (int i = 0; i < 2; ++i) heads_.push_back(Conv3d<B>{{.in_channels = 2, .out_channels = 1, .kernel = {1, 1, 1}, .bias = false}});
+    scale_ = make_parameter<B>("", Tensor<float, B>::ones({1}));
+    shift_ = make_parameter<B>("", Tensor<float, B>::zeros({1}));
+    count_ = {"", Tensor<float, B>::zeros({1})};
+    this->set_path("");
+  }
+  Tensor<float, B> forward(const Tensor<float, B>& x) { return conv_.forward(x); }
+  Tensor<float, B> backward(const Tensor<float, B>& dy) { return conv_.backward(dy); }
+
+  auto members() {
+    return nn::members(child("conv", conv_), child("norm", norm_), child("act", act_),
+                       children(heads_, [](std::size_t i) { return "heads." + std::to_string(i); }),
+                       param("scale", scale_), param("shift", shift_, extras_), buffer("count", count_));
+  }
+
+  Conv3d<B> conv_;
+  std::optional<GroupNorm<B>> norm_;
+  std::variant<ReLU<B>, PReLU<B>> act_;
+  std::vector<Conv3d<B>> heads_;
+  Parameter<B> scale_, shift_;
+  Buffer<B> count_;
+  bool extras_;
+};
+}  // namespace
+
+TEST_CASE("A layer declared with nn::members gets its paths, visiting order and mode from that list") {
+  DeclaredBlock<Cpu> plain{false};
+  CHECK(paths(plain) == std::vector<std::string>{"conv.weight", "conv.bias", "heads.0.weight", "heads.1.weight", "scale"});
+  DeclaredBlock<Cpu> full{true};
+  name_root(full, "block");
+  CHECK(paths(full) == std::vector<std::string>{"block.conv.weight", "block.conv.bias", "block.norm.weight", "block.norm.bias",
+                                                "block.act.weight", "block.heads.0.weight", "block.heads.1.weight",
+                                                "block.scale", "block.shift"});
+  std::vector<std::string> buffer_paths;
+  for (const auto& b : buffers(full)) buffer_paths.push_back(b.path);
+  CHECK(buffer_paths == std::vector<std::string>{"block.count"});
+  // Inside a composition, under a Named child name, and spliced after the composition's own.
+  Sequential<Named<"first", DeclaredBlock<Cpu>>, DeclaredBlock<Cpu>> seq{DeclaredBlock<Cpu>{false}, DeclaredBlock<Cpu>{true}};
+  const auto p = paths(seq);
+  CHECK(p.front() == "first.conv.weight");
+  CHECK(std::count(p.begin(), p.end(), "1.norm.bias") == 1);
+  CHECK(p.back() == "1.shift");
+  // train/eval reach every child, the variant's and the optional's included.
+  seq.eval();
+  auto& block = seq.get<1>();
+  CHECK(!block.training());
+  CHECK(!block.conv_.training());
+  CHECK(!block.norm_->training());
+  CHECK(!std::get<PReLU<Cpu>>(block.act_).training());
+  CHECK(!block.heads_[1].training());
+  seq.train();
+  CHECK((block.heads_[0].training() && block.norm_->training() && std::get<PReLU<Cpu>>(block.act_).training()));
+  // Visiting order is the members() order, and zero_grad reaches every parameter.
+  std::vector<std::string> order;
+  for_each_member(full, [&](auto& m) {
+    if constexpr (requires { m.parameter; }) order.push_back(std::string(m.name));
+  });
+  CHECK(order == std::vector<std::string>{"scale", "shift"});
+  full.scale_.grad.fill(3.0f);
+  zero_grad(full);
+  CHECK(full.scale_.grad.to_vector() == std::vector<float>{0.0f});
+}
+
 TEST_CASE("Initialisers draw the documented distributions reproducibly") {
   auto w = Tensor<float>::empty({64, 32, 3, 3, 3});  // fan_in 864, fan_out 1728
   const auto stats = [&] {
@@ -187,3 +264,4 @@ static_assert(Layer<ConvNormAct<Cpu>>);
 static_assert(Layer<Repeated<ConvNormAct<Cpu>>>);
 static_assert(Layer<Residual<ConvNormAct<Cpu>>>);
 static_assert(Parametric<Identity<Cpu>>);
+static_assert(Layer<DeclaredBlock<Cpu>>);

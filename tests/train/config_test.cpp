@@ -121,7 +121,7 @@ TEST_CASE("Validation names the file the key came from its path and what was exp
   check(R"({"_base_": "base.json", "batch_size": 2, "iter": 5})",
         here + "iter: expected a known key, got unknown key \"iter\" (did you mean \"iters\"?)");
   check(R"({"_base_": "base.json", "batch_size": 2, "optimizer": {"type": "sgdd"}})",
-        here + "optimizer.type: expected one of sgd, adam, adamw, got \"sgdd\" (did you mean \"sgd\"?)");
+        here + "optimizer.type: expected one of \"sgd\", \"adam\", \"adamw\", got \"sgdd\" (did you mean \"sgd\"?)");
   check(R"({"_base_": "base.json", "batch_size": 2, "optimizer": {"momentum": "high"}})",
         here + "optimizer.momentum: expected a number >= 0, got \"high\"");
   check(R"({"batch_size": 2, "zzz_unrelated": 1})",
@@ -132,18 +132,24 @@ TEST_CASE("Validation names the file the key came from its path and what was exp
   check(R"({"train_dataset": {"type": "MedicalDataset", "num_classes": 0}})",
         here + "train_dataset.num_classes: expected an integer >= 1, got 0");
   check(R"({"train_dataset": {"type": "Medical", "num_classes": 2}})",
-        here + "train_dataset.type: expected one of MedicalDataset, Decathlon, nnUNet, got \"Medical\"");
+        here + "train_dataset.type: expected one of \"MedicalDataset\", \"Decathlon\", \"nnUNet\", got \"Medical\"");
   check(R"({"lr_scheduler": {"type": "PolynomialDecay"}})",
         here + "lr_scheduler.learning_rate: expected a number >= 0, got missing");
   check(R"({"loss": {"types": [{"type": "MixedLoss", "losses": [{"type": "DiceLos"}]}]}})",
-        here + "loss.types.0.losses.0.type: expected one of MixedLoss, CrossEntropyLoss, DiceLoss, got \"DiceLos\" "
-               "(did you mean \"DiceLoss\"?)");
-  check(R"({"loss": {"types": [{"type": "DiceLoss"}], "coef": [1, 2]}})", here + "loss.coef: expected 1 numbers, got [1,2]");
+        here + "loss.types[0].losses[0].type: expected one of \"MixedLoss\", \"CrossEntropyLoss\", \"DiceLoss\", got "
+               "\"DiceLos\" (did you mean \"DiceLoss\"?)");
+  check(R"({"loss": {"types": [{"type": "DiceLoss"}], "coef": [1, 2]}})", here + "loss.coef: expected a list of 1 numbers, got [1,2]");
   check(R"({"inference": {"roi": [128, 128], "overlap": 0.5}})",
-        here + "inference.roi: expected a positive integer or 3 of them, got [128,128]");
+        here + "inference.roi: expected an integer or [d, h, w] of integers, each >= 1, got [128,128]");
   check(R"({"inference": {"overlap": 1.5}})", here + "inference.overlap: expected a number in [0, 1), got 1.5");
   check(R"({"model": {"in_channels": 1}})",
         here + "model: expected an object with a \"type\" (VNet, DynamicUNet, ...), got {\"in_channels\":1}");
+  check(R"({"optimizer": {"type": "sgd", "betas": [0.9]}})", here + "optimizer.betas: expected a list of 2 numbers, got [0.9]");
+  check(R"({"train_dataset": {"type": "MedicalDataset", "transforms": [{"type": "RandomFlip3D"}, {"p": 1}]}})",
+        here + "train_dataset.transforms[1].type: expected a string, got missing");
+  check(R"({"loss": {"types": [{"type": "DiceLoss", "smooth": -1}]}})",
+        here + "loss.types[0].smooth: expected a number >= 0, got -1");
+  check(R"({"clip_grad_norm": null, "optimizer": 3})", here + "optimizer: expected a JSON object, got 3");
   CHECK(train::nearest_name("batchsize", {"batch_size", "iters"}) == "batch_size");
   CHECK(train::nearest_name("optimizer", {"batch_size", "iters"}).empty());
   CHECK(train::edit_distance("kitten", "sitting") == 3);

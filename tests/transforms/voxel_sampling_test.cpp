@@ -1,5 +1,5 @@
-// transforms/voxel_sampling.hpp and voxel_intensity.hpp: the per-voxel arithmetic the GPU
-// augmentations run, built here for the host and held to the CPU transforms bit for bit
+// backends/augment.hpp's ops::voxel: the per-voxel arithmetic the GPU augmentation kernels
+// run, built here for the host and held to the CPU transforms (the CPU kernels) bit for bit
 // (sample_image, sample_label, resample, GaussianNoise, gaussian_filter, channel_stats,
 // brightness, contrast, normalisation, permute_reverse / rot90, the two resizes, the bias
 // field; gamma to its pow's last bit), and each transform's draw() held to its apply, so the
@@ -15,11 +15,11 @@
 #include <random>
 #include <type_traits>
 
-#include "medseg/transforms/voxel_intensity.hpp"
-#include "medseg/transforms/voxel_sampling.hpp"
+#include "medseg/backends/augment.hpp"
 
 using namespace medseg;
 using namespace medseg::transforms;
+namespace voxel = medseg::ops::voxel;
 
 namespace {
 

@@ -62,4 +62,17 @@ GemmProblem gemm_problem(bool transpose_a, bool transpose_b, const Tensor<float,
   return p;
 }
 
+/// Checks a row operation's operands: `vector` [n] and `matrix` [rows, n] (any rank, last
+/// axis n), both defined and contiguous. Throws Error naming `op` and both shapes.
+template <class B>
+void require_row_operands(const char* op, const Tensor<float, B>& vector, const Tensor<float, B>& matrix) {
+  const bool ok = vector.defined() && matrix.defined() && vector.is_contiguous() && matrix.is_contiguous() &&
+                  vector.rank() == 1 && matrix.rank() >= 1 && matrix.size(-1) == vector.numel();
+  require(ok, [&] {
+    return ErrorInfo{.where = op, .field = "operands", .expected = "a contiguous [n] and a contiguous [..., n]",
+                     .actual = (vector.defined() ? vector.shape().to_string() : std::string("undefined")) + " and " +
+                               (matrix.defined() ? matrix.shape().to_string() : std::string("undefined"))};
+  });
+}
+
 }  // namespace medseg::ops

@@ -6,11 +6,15 @@
 #pragma once
 
 #include "cpu/activation.hpp"
+#include "cpu/augment.hpp"
 #include "cpu/conv3d.hpp"
 #include "cpu/elementwise.hpp"
 #include "cpu/gemm.hpp"
+#include "cpu/loss.hpp"
 #include "cpu/norm.hpp"
+#include "cpu/optim.hpp"
 #include "cpu/pooling.hpp"
+#include "cpu/preprocess.hpp"
 #include "cpu/upsample.hpp"
 
 #if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA

@@ -6,7 +6,7 @@
 
 namespace medseg {
 
-struct Cpu;   // host memory, kernels on the thread pool (core/backend.hpp)
+struct Cpu;   // host memory, kernels on the thread pool (backends/cpu/backend.hpp)
 struct Cuda;  // device memory on an NVIDIA GPU (backends/cuda/backend.hpp)
 
 class Dims;

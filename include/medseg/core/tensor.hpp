@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../backends/cpu/backend.hpp"  // Cpu, the default backend
 #include "backend.hpp"
 #include "dtype.hpp"
 #include "error.hpp"

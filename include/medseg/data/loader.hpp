@@ -8,7 +8,7 @@
 // the workers still decode and cache cases in host memory and stage each sample for upload;
 // next() uploads, augments and collates on the calling thread's current stream, drawing the
 // same random numbers as the CPU loader, so its batch b equals the CPU loader's batch b
-// (labels exactly, images to the GPU transforms' rounding; transforms/cuda.hpp).
+// (labels exactly, images to the GPU kernels' rounding; backends/cuda/augment.hpp).
 #pragma once
 
 #include <algorithm>

@@ -16,6 +16,7 @@
 
 #include "../core/error.hpp"
 #include "../io/file.hpp"
+#include "../io/json_fields.hpp"
 #include "../preprocess/pipeline.hpp"
 #include "sliding_window.hpp"
 
@@ -72,107 +73,60 @@ SlidingWindowOptions sliding_window_options(const InferenceSettings& settings);
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-namespace detail {
-
-/// Rejects keys of `j` outside `known`, naming the first unknown one.
-inline void check_keys(const nlohmann::json& j, const std::set<std::string>& known, const std::string& where,
-                       const std::string& prefix) {
-  for (const auto& [key, value] : j.items()) {
-    if (known.count(key)) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    throw Error{{.where = where, .field = prefix + key, .expected = "one of " + list, .actual = "an unknown key"}};
-  }
-}
-
-inline std::string json_kind(const nlohmann::json& v) { return std::string(v.type_name()) + " " + v.dump(); }
-
-}  // namespace detail
-
 inline DeployConfig parse_deploy(const nlohmann::json& j, const std::string& where) {
   using nlohmann::json;
-  auto fail = [&](const std::string& field, const std::string& expected, const json& actual) {
-    throw Error{{.where = where, .field = field, .expected = expected, .actual = detail::json_kind(actual)}};
-  };
-  if (!j.is_object()) fail("(document)", "a JSON object", j);
-  detail::check_keys(j, {"format", "version", "model", "image_ops", "inference", "postprocess", "labels", "weights"},
-                     where, "");
-  if (!j.contains("format") || j.at("format") != deploy_format)
-    fail("format", std::string("\"") + deploy_format + "\"", j.value("format", json()));
-  if (!j.contains("version") || !j.at("version").is_number_integer() || j.at("version").get<int>() != deploy_version)
-    fail("version", std::to_string(deploy_version) + " (this medseg reads version 1)", j.value("version", json()));
+  JsonReader r(j, where);
+  r.accept({"format", "version", "model", "image_ops", "inference", "postprocess", "labels", "weights"});
+  r.finish();
+  const json* format = r.find("format");
+  if (!format || *format != deploy_format)
+    format ? r.fail("format", std::string("\"") + deploy_format + "\"", *format)
+           : r.fail_missing("format", std::string("\"") + deploy_format + "\"");
+  const json* version = r.find("version");
+  const std::string version_expected = std::to_string(deploy_version) + " (this medseg reads version 1)";
+  if (!version) r.fail_missing("version", version_expected);
+  if (!version->is_number_integer() || version->get<std::int64_t>() != deploy_version) r.fail("version", version_expected, *version);
 
   DeployConfig c;
-  if (!j.contains("model") || !j.at("model").is_object() || !j.at("model").contains("type") ||
-      !j.at("model").at("type").is_string())
-    fail("model", "an object with a \"type\" string, as models::AnyModel reads", j.value("model", json()));
-  c.model = j.at("model");
+  const std::string model_expected = "an object with a \"type\" string, as models::AnyModel reads";
+  const json* model = r.find("model");
+  if (!model) r.fail_missing("model", model_expected);
+  if (!model->is_object() || !model->contains("type") || !model->at("type").is_string()) r.fail("model", model_expected, *model);
+  c.model = *model;
 
-  c.image_ops = j.value("image_ops", json::array());
-  if (!c.image_ops.is_array()) fail("image_ops", "a list of {\"op\": ...} objects", c.image_ops);
+  c.image_ops = r.opt<json>("image_ops").value_or(json::array());
+  if (!c.image_ops.is_array()) r.fail("image_ops", "a list of {\"op\": ...} objects", c.image_ops);
   c.image_steps = preprocess::parse_steps(c.image_ops, where + ": image_ops");
 
-  if (!j.contains("inference") || !j.at("inference").is_object())
-    fail("inference", "an object with at least \"roi\"", j.value("inference", json()));
-  const json& inf = j.at("inference");
-  detail::check_keys(inf, {"roi", "overlap", "blend", "mirror_axes", "batch"}, where, "inference.");
-  const json roi = inf.value("roi", json());
-  if (!roi.is_array() || roi.size() != 3 ||
-      !std::all_of(roi.begin(), roi.end(), [](const json& v) { return v.is_number_integer() && v.get<std::int64_t>() > 0; }))
-    fail("inference.roi", "3 positive integers [D, H, W]", roi);
-  for (std::size_t a = 0; a < 3; ++a) c.inference.roi[a] = roi[a].get<std::int64_t>();
-  if (inf.contains("overlap")) {
-    const json& v = inf.at("overlap");
-    if (!v.is_number() || !(v.get<double>() >= 0 && v.get<double>() < 1)) fail("inference.overlap", "a number in [0, 1)", v);
-    c.inference.overlap = v.get<double>();
+  JsonReader inf = r.object("inference");
+  c.inference.roi = inf.get<Index3>("roi", {.min = 1, .broadcast = false});
+  inf.read("overlap", c.inference.overlap, {.min = 0, .below = 1});
+  if (auto blend = inf.opt_choice("blend", {"gaussian", "constant"})) c.inference.blend = *blend;
+  if (inf.read("mirror_axes", c.inference.mirror_axes, {.min = 0, .max = 2})) {
+    std::set<int> seen(c.inference.mirror_axes.begin(), c.inference.mirror_axes.end());
+    if (seen.size() != c.inference.mirror_axes.size())
+      inf.fail("mirror_axes", "a list of distinct axes from 0, 1, 2 (D, H, W)", *inf.find("mirror_axes"));
   }
-  if (inf.contains("blend")) {
-    const json& v = inf.at("blend");
-    if (!v.is_string() || (v != "gaussian" && v != "constant")) fail("inference.blend", "\"gaussian\" or \"constant\"", v);
-    c.inference.blend = v.get<std::string>();
-  }
-  if (inf.contains("mirror_axes")) {
-    const json& v = inf.at("mirror_axes");
-    std::set<int> seen;
-    bool ok = v.is_array();
-    if (ok)
-      for (const json& a : v) {
-        ok = ok && a.is_number_integer() && a.get<int>() >= 0 && a.get<int>() <= 2 && seen.insert(a.get<int>()).second;
-        if (ok) c.inference.mirror_axes.push_back(a.get<int>());
-      }
-    if (!ok) fail("inference.mirror_axes", "a list of distinct axes from 0, 1, 2 (D, H, W)", v);
-  }
-  if (inf.contains("batch")) {
-    const json& v = inf.at("batch");
-    if (!v.is_number_integer() || v.get<std::int64_t>() < 1) fail("inference.batch", "a positive integer", v);
-    c.inference.batch = v.get<std::int64_t>();
+  inf.read("batch", c.inference.batch, {.min = 1});
+  inf.finish();
+
+  if (auto p = r.opt_object("postprocess")) {
+    p->read("largest_component", c.postprocess.largest_component);
+    p->finish();
   }
 
-  if (j.contains("postprocess")) {
-    const json& p = j.at("postprocess");
-    if (!p.is_object()) fail("postprocess", "an object", p);
-    detail::check_keys(p, {"largest_component"}, where, "postprocess.");
-    if (p.contains("largest_component")) {
-      if (!p.at("largest_component").is_boolean()) fail("postprocess.largest_component", "true or false", p.at("largest_component"));
-      c.postprocess.largest_component = p.at("largest_component").get<bool>();
-    }
-  }
-
-  if (j.contains("labels")) {
-    const json& l = j.at("labels");
-    if (!l.is_array() || !std::all_of(l.begin(), l.end(), [](const json& v) { return v.is_string(); }))
-      fail("labels", "a list of class names, background first", l);
-    c.labels = l.get<std::vector<std::string>>();
+  if (r.read("labels", c.labels)) {
     const json classes = c.model.value("num_classes", json());
     if (!c.labels.empty() && classes.is_number_integer() && classes.get<std::size_t>() != c.labels.size())
-      throw Error{{.where = where, .field = "labels",
-                   .expected = "one name per class: model.num_classes = " + classes.dump(),
-                   .actual = std::to_string(c.labels.size()) + " names"}};
+      r.fail_text("labels", "one name per class: model.num_classes = " + classes.dump(),
+                  std::to_string(c.labels.size()) + " names");
   }
 
-  if (!j.contains("weights") || !j.at("weights").is_string() || j.at("weights").get<std::string>().empty())
-    fail("weights", "the weights file name (safetensors), relative to the folder", j.value("weights", json()));
-  c.weights = j.at("weights").get<std::string>();
+  const std::string weights_expected = "the weights file name (safetensors), relative to the folder";
+  const json* weights = r.find("weights");
+  if (!weights) r.fail_missing("weights", weights_expected);
+  if (!weights->is_string() || weights->get<std::string>().empty()) r.fail("weights", weights_expected, *weights);
+  c.weights = weights->get<std::string>();
   return c;
 }
 

@@ -2,19 +2,17 @@
 // weights, ignore_index, index or probability targets) and BinaryCrossEntropy (sigmoid per
 // element, pos_weight per channel, as BCEWithLogitsLoss). Both work from the logits with a
 // log-sum-exp, so confident wrong predictions give large finite losses, never inf.
-// On either backend: a kernel activates and sums, the host divides (shared code), a kernel
-// writes the gradient.
+// On either backend: a kernel activates and sums (ops::cross_entropy_sums and
+// ops::binary_cross_entropy_sums), the host divides (shared code), a kernel writes the gradient.
 #pragma once
 
-#include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "../core/parallel.hpp"
+#include "../backends/ops.hpp"
 #include "../core/tensor.hpp"
 #include "activation.hpp"
 #include "concepts.hpp"
@@ -54,8 +52,8 @@ class CrossEntropy {
 
  private:
   CrossEntropyOptions options_;
-  detail::Extents e_;
-  detail::Target<B> target_;
+  ops::LossExtents e_;
+  ops::LossTarget<B> target_;
   Tensor<float, B> probs_;
   double denominator_ = 1;  // what the summed loss was divided by (1 for Reduction::sum)
   bool ready_ = false;
@@ -94,8 +92,8 @@ class BinaryCrossEntropy {
 
  private:
   BinaryCrossEntropyOptions options_;
-  detail::Extents e_;
-  detail::Target<B> target_;
+  ops::LossExtents e_;
+  ops::LossTarget<B> target_;
   Tensor<float, B> probs_;
   double denominator_ = 1;
   bool ready_ = false;
@@ -103,34 +101,6 @@ class BinaryCrossEntropy {
 
 BinaryCrossEntropy() -> BinaryCrossEntropy<Cpu>;
 BinaryCrossEntropy(BinaryCrossEntropyOptions) -> BinaryCrossEntropy<Cpu>;
-
-namespace detail {
-
-// -- The CPU kernels (the Cuda ones: backends/cuda/loss.hpp) ------------------------------
-
-/// Softmax of `logits` into `probs` and per (sample, block) partial sums [N][blocks][2]:
-/// index labels: sum w_y (lse - x_y) and sum w_y over the voxels not ignored; probability
-/// labels: sum_c w_c t_c (lse - x_c) and 0. (w: `class_weights`, all 1 when empty.)
-inline PartialSums cross_entropy_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                                      const Target<Cpu>& target, const Extents& e,
-                                      const std::vector<float>& class_weights);
-/// grad += k * (index: w_y (p_c - [c == y]); probabilities: p_c sum_j w_j t_j - w_c t_c).
-inline void cross_entropy_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
-                                   const std::vector<float>& class_weights, const Extents& e, float k,
-                                   const Tensor<float, Cpu>& grad);
-/// Sigmoid of `logits` into `probs` and per (sample and channel, block) partial sums
-/// [N*C][blocks] of the element losses pw_c y softplus(-x) + (1 - y) softplus(x), before
-/// class weights. (pw: `pos_weight`, all 1 when empty.)
-inline PartialSums binary_cross_entropy_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                                             const Tensor<float, Cpu>& target, const Extents& e,
-                                             const std::vector<float>& pos_weight);
-/// grad += k * w_c (pw_c y (sigmoid - 1) + (1 - y) sigmoid).
-inline void binary_cross_entropy_backward(const Tensor<float, Cpu>& probs, const Tensor<float, Cpu>& target,
-                                          const std::vector<float>& pos_weight,
-                                          const std::vector<float>& class_weights, const Extents& e, float k,
-                                          const Tensor<float, Cpu>& grad);
-
-}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -160,7 +130,7 @@ float CrossEntropy<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B
   e_ = e;
   const Tensor<float, B> x = logits.contiguous();
   if (!probs_.defined() || probs_.shape() != x.shape()) probs_ = Tensor<float, B>::empty(x.shape());
-  const detail::PartialSums part = detail::cross_entropy_sums(x, probs_, target_, e, options_.class_weights);
+  const ops::LossSums part = ops::cross_entropy_sums(x, probs_, target_, e, options_.class_weights);
   if (!part.finite) detail::throw_non_finite(name, logits);
   double loss = 0, wsum = 0;
   for (std::size_t i = 0; i < part.values.size(); i += 2) {
@@ -193,7 +163,7 @@ void CrossEntropy<B>::backward_accumulate(const Tensor<float, B>& grad, float sc
   detail::require_gradient_shape(name, grad, probs_.shape());
   if (denominator_ <= 0) return;
   const float k = static_cast<float>(scale / denominator_);
-  detail::cross_entropy_backward(probs_, target_, options_.class_weights, e_, k, grad);
+  ops::cross_entropy_backward(probs_, target_, options_.class_weights, e_, k, grad);
 }
 
 template <class B>
@@ -207,7 +177,7 @@ float BinaryCrossEntropy<B>::forward(const Tensor<float, B>& logits, const Tenso
   e_ = e;
   const Tensor<float, B> x = logits.contiguous();
   if (!probs_.defined() || probs_.shape() != x.shape()) probs_ = Tensor<float, B>::empty(x.shape());
-  const detail::PartialSums part = detail::binary_cross_entropy_sums(x, probs_, target_.dense, e, options_.pos_weight);
+  const ops::LossSums part = ops::binary_cross_entropy_sums(x, probs_, target_.dense, e, options_.pos_weight);
   if (!part.finite) detail::throw_non_finite(name, logits);
   const auto& cw = options_.class_weights;
   double loss = 0;
@@ -235,153 +205,8 @@ void BinaryCrossEntropy<B>::backward_accumulate(const Tensor<float, B>& grad, fl
   detail::require_ready(name, ready_);
   detail::require_gradient_shape(name, grad, probs_.shape());
   const float k = static_cast<float>(scale / denominator_);
-  detail::binary_cross_entropy_backward(probs_, target_.dense, options_.pos_weight, options_.class_weights, e_, k,
-                                        grad);
+  ops::binary_cross_entropy_backward(probs_, target_.dense, options_.pos_weight, options_.class_weights, e_, k, grad);
 }
-
-namespace detail {
-
-inline PartialSums cross_entropy_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                                      const Target<Cpu>& target, const Extents& e,
-                                      const std::vector<float>& class_weights) {
-  auto lse = Tensor<float, Cpu>::empty({e.n * e.s});
-  if (!softmax_channels(logits.data(), probs.data(), e, lse.data())) return {.finite = false};
-  const auto& w = class_weights;
-  auto weight = [&](std::int64_t c) { return w.empty() ? 1.0 : double(w[static_cast<std::size_t>(c)]); };
-  const std::int64_t blocks = block_count(e.s);
-  PartialSums part{.values = std::vector<double>(static_cast<std::size_t>(e.n * blocks * 2), 0.0), .blocks = blocks};
-  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
-      const std::int64_t m = std::min(block_size, e.s - s0);
-      const float* xn = logits.data() + n * e.c * e.s + s0;
-      const float* l = lse.data() + n * e.s + s0;
-      double loss = 0, wsum = 0;
-      if (target.is_index()) {
-        const std::int32_t* y = target.index.data() + n * e.s + s0;
-        for (std::int64_t s = 0; s < m; ++s) {
-          if (y[s] < 0) continue;
-          const double wy = weight(y[s]);
-          loss += wy * (double(l[s]) - xn[y[s] * e.s + s]);
-          wsum += wy;
-        }
-      } else {
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float* t = target.dense.data() + (n * e.c + c) * e.s + s0;
-          const float* xc = xn + c * e.s;
-          double lc = 0;
-          for (std::int64_t s = 0; s < m; ++s) lc += double(t[s]) * (double(l[s]) - xc[s]);
-          loss += weight(c) * lc;
-        }
-      }
-      part.values[static_cast<std::size_t>(u * 2)] = loss;
-      part.values[static_cast<std::size_t>(u * 2 + 1)] = wsum;
-    }
-  });
-  return part;
-}
-
-inline void cross_entropy_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
-                                   const std::vector<float>& class_weights, const Extents& e, float k,
-                                   const Tensor<float, Cpu>& grad) {
-  const auto& w = class_weights;
-  const std::int64_t blocks = block_count(e.s);
-  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    float tw[block_size];  // index labels: w_y; soft labels: sum_c w_c t_c
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
-      const std::int64_t m = std::min(block_size, e.s - s0);
-      const float* pn = probs.data() + n * e.c * e.s + s0;
-      float* gn = grad.data() + n * e.c * e.s + s0;
-      if (target.is_index()) {
-        // dx_c = w_y (p_c - [c == y]) / W
-        const std::int32_t* y = target.index.data() + n * e.s + s0;
-        for (std::int64_t s = 0; s < m; ++s) tw[s] = y[s] < 0 ? 0.0f : (w.empty() ? 1.0f : w[static_cast<std::size_t>(y[s])]);
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float* pc = pn + c * e.s;
-          float* gc = gn + c * e.s;
-          for (std::int64_t s = 0; s < m; ++s) gc[s] += k * tw[s] * (pc[s] - (y[s] == c ? 1.0f : 0.0f));
-        }
-      } else {
-        // dx_c = (p_c sum_k w_k t_k - w_c t_c) / M
-        const float* tn = target.dense.data() + n * e.c * e.s + s0;
-        std::fill_n(tw, m, 0.0f);
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float wc = w.empty() ? 1.0f : w[static_cast<std::size_t>(c)];
-          for (std::int64_t s = 0; s < m; ++s) tw[s] += wc * tn[c * e.s + s];
-        }
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float wc = w.empty() ? 1.0f : w[static_cast<std::size_t>(c)];
-          const float* pc = pn + c * e.s;
-          const float* tc = tn + c * e.s;
-          float* gc = gn + c * e.s;
-          for (std::int64_t s = 0; s < m; ++s) gc[s] += k * (pc[s] * tw[s] - wc * tc[s]);
-        }
-      }
-    }
-  });
-}
-
-inline PartialSums binary_cross_entropy_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                                             const Tensor<float, Cpu>& target, const Extents& e,
-                                             const std::vector<float>& pos_weight) {
-  const auto& pw = pos_weight;
-  const std::int64_t blocks = block_count(e.s);
-  PartialSums part{.values = std::vector<double>(static_cast<std::size_t>(e.n * e.c * blocks), 0.0), .blocks = blocks};
-  std::atomic<bool> finite{true};
-  parallel_for(0, e.n * e.c * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    float terms[block_size];
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t nc = u / blocks, c = nc % e.c, s0 = (u % blocks) * block_size;
-      const std::int64_t m = std::min(block_size, e.s - s0);
-      const float* xc = logits.data() + nc * e.s + s0;
-      const float* yc = target.data() + nc * e.s + s0;
-      float* sc = probs.data() + nc * e.s + s0;
-      const float p = pw.empty() ? 1.0f : pw[static_cast<std::size_t>(c)];
-      std::uint32_t bad = 0;
-      // One exp and one log per element: with q = exp(-|x|), sigmoid(x) is 1/(1+q) or
-      // q/(1+q), softplus(x) = -log(1 - sigmoid(x)) = max(x, 0) + log(1 + q), and
-      // -log sigmoid(x) = softplus(x) - x.
-      for (std::int64_t s = 0; s < m; ++s) {
-        const float xv = xc[s];
-        const float q = exp_approx(-std::abs(xv));
-        const float inv = 1.0f / (1.0f + q);
-        sc[s] = select(xv >= 0.0f, inv, q * inv);
-        const float softplus = select(xv > 0.0f, xv, 0.0f) + log_approx(1.0f + q);
-        terms[s] = p * yc[s] * (softplus - xv) + (1.0f - yc[s]) * softplus;
-        bad |= non_finite(xv);
-      }
-      if (bad) finite.store(false, std::memory_order_relaxed);
-      double l = 0;
-      for (std::int64_t s = 0; s < m; ++s) l += terms[s];
-      part.values[static_cast<std::size_t>(u)] = l;
-    }
-  });
-  part.finite = finite.load();
-  return part;
-}
-
-inline void binary_cross_entropy_backward(const Tensor<float, Cpu>& probs, const Tensor<float, Cpu>& target,
-                                          const std::vector<float>& pos_weight,
-                                          const std::vector<float>& class_weights, const Extents& e, float k,
-                                          const Tensor<float, Cpu>& grad) {
-  const auto& pw = pos_weight;
-  const auto& cw = class_weights;
-  parallel_for(0, e.n * e.c, 1, [&](std::int64_t b, std::int64_t end) {
-    for (std::int64_t nc = b; nc < end; ++nc) {
-      const auto c = static_cast<std::size_t>(nc % e.c);
-      const float p = pw.empty() ? 1.0f : pw[c];
-      const float kc = k * (cw.empty() ? 1.0f : cw[c]);
-      const float* sc = probs.data() + nc * e.s;
-      const float* yc = target.data() + nc * e.s;
-      float* gc = grad.data() + nc * e.s;
-      // d/dx = pw y (sigmoid - 1) + (1 - y) sigmoid
-      for (std::int64_t s = 0; s < e.s; ++s) gc[s] += kc * (p * yc[s] * (sc[s] - 1.0f) + (1.0f - yc[s]) * sc[s]);
-    }
-  });
-}
-
-}  // namespace detail
 
 static_assert(Loss<CrossEntropy<Cpu>>);
 static_assert(Loss<BinaryCrossEntropy<Cpu>>);

@@ -2,16 +2,18 @@
 // DiceLoss and the VNet paper use: softmax or sigmoid, with or without the background class,
 // plain or squared denominator, smoothing terms, per-sample or batch Dice, class weights.
 // Dice's overlap term makes it robust to the class imbalance of small structures in big volumes.
-// On either backend: a kernel activates and sums per term, the host turns the sums into the
-// loss and per-term gradient coefficients (shared code), a kernel applies them in backward.
+// On either backend: a kernel activates and sums per term (ops::dice_sums), the host turns
+// the sums into the loss and per-term gradient coefficients (shared code), a kernel applies
+// them in backward (ops::dice_backward).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "../core/parallel.hpp"
+#include "../backends/ops.hpp"
 #include "../core/tensor.hpp"
 #include "activation.hpp"
 #include "concepts.hpp"
@@ -35,13 +37,6 @@ struct DiceOptions {
   /// `weight`: each class's 1 - Dice is multiplied by its weight before the mean.
   std::vector<float> class_weights{};
 };
-
-namespace detail {
-/// d loss / d p at one voxel of term (n, c): a * g + b * (squared ? 2 p : 1).
-struct DiceCoefficients {
-  float a = 0, b = 0;
-};
-}  // namespace detail
 
 /// loss = mean over scored terms t = (sample, class) or (class) with batch of
 ///        w_c * (1 - (2 I_t + smooth_nr) / (D_t + smooth_dr)),
@@ -71,31 +66,15 @@ class Dice {
 
  private:
   DiceOptions options_;
-  detail::Extents e_;
-  detail::Target<B> target_;
+  ops::LossExtents e_;
+  ops::LossTarget<B> target_;
   Tensor<float, B> probs_;
-  std::vector<detail::DiceCoefficients> coef_;  // [N * C]; zero for unscored classes
+  std::vector<ops::DiceCoefficients> coef_;  // [N * C]; zero for unscored classes
   bool ready_ = false;
 };
 
 Dice() -> Dice<Cpu>;
 Dice(DiceOptions) -> Dice<Cpu>;
-
-namespace detail {
-
-// -- The CPU kernels (the Cuda ones: backends/cuda/loss.hpp) ------------------------------
-
-/// Activates `logits` into `probs` (softmax or sigmoid; with Activation::none `probs` holds
-/// the probabilities already) and returns per (sample, block, class) partial sums
-/// [N][blocks][C][I, P, G]: I = sum p g, P = sum p (or p^2), G = sum g (or g^2).
-inline PartialSums dice_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                             const Target<Cpu>& target, const Extents& e, Activation activation, bool squared);
-/// grad += scale * d loss / d logits, from the per-term coefficients `coef` [N * C].
-inline void dice_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
-                          const std::vector<DiceCoefficients>& coef, const Extents& e, Activation activation,
-                          bool squared, const Tensor<float, Cpu>& grad, float scale);
-
-}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -131,8 +110,7 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
     probs_ = x.clone();  // the caller may overwrite its tensor before backward
   else if (!probs_.defined() || probs_.shape() != x.shape() || probs_.use_count() > 1)
     probs_ = Tensor<float, B>::empty(x.shape());
-  const detail::PartialSums part =
-      detail::dice_sums(x, probs_, target_, e, options_.activation, options_.squared_denominator);
+  const ops::LossSums part = ops::dice_sums(x, probs_, target_, e, options_.activation, options_.squared_denominator);
   if (!part.finite) detail::throw_non_finite(name, logits);
 
   // Reduce to terms (blocks in order), then the loss and the per-term backward coefficients.
@@ -156,8 +134,8 @@ float Dice<B>::forward(const Tensor<float, B>& logits, const Tensor<L, B>& label
       const double wc = w.empty() ? 1.0 : w[static_cast<std::size_t>(c - first)];
       const double den = P + G + sd;
       loss += wc * (1.0 - (2.0 * I + sn) / den) / terms;
-      const detail::DiceCoefficients k{static_cast<float>(-wc / terms * 2.0 / den),
-                                       static_cast<float>(wc / terms * (2.0 * I + sn) / (den * den))};
+      const ops::DiceCoefficients k{static_cast<float>(-wc / terms * 2.0 / den),
+                                    static_cast<float>(wc / terms * (2.0 * I + sn) / (den * den))};
       for (std::int64_t n = n0; n < n1; ++n) coef_[static_cast<std::size_t>(n * e.c + c)] = k;
     }
   }
@@ -178,110 +156,8 @@ template <class B>
 void Dice<B>::backward_accumulate(const Tensor<float, B>& grad, float scale) const {
   detail::require_ready(name, ready_);
   detail::require_gradient_shape(name, grad, probs_.shape());
-  detail::dice_backward(probs_, target_, coef_, e_, options_.activation, options_.squared_denominator, grad, scale);
+  ops::dice_backward(probs_, target_, coef_, e_, options_.activation, options_.squared_denominator, grad, scale);
 }
-
-namespace detail {
-
-inline PartialSums dice_sums(const Tensor<float, Cpu>& logits, const Tensor<float, Cpu>& probs,
-                             const Target<Cpu>& target, const Extents& e, Activation activation, bool squared) {
-  if (activation != Activation::none) {
-    const bool finite = activation == Activation::softmax ? softmax_channels(logits.data(), probs.data(), e)
-                                                          : sigmoid(logits.data(), probs.data(), logits.numel());
-    if (!finite) return {.finite = false};
-  }
-  const std::int64_t blocks = block_count(e.s);
-  PartialSums part{.values = std::vector<double>(static_cast<std::size_t>(e.n * blocks * e.c * 3), 0.0),
-                   .blocks = blocks};
-  const float* p = probs.data();
-  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
-      const std::int64_t m = std::min(block_size, e.s - s0);
-      double* out = part.values.data() + u * e.c * 3;  // [c][I, P, G]
-      for (std::int64_t c = 0; c < e.c; ++c) {
-        const float* pc = p + (n * e.c + c) * e.s + s0;
-        double sp = 0;
-        if (squared)
-          for (std::int64_t s = 0; s < m; ++s) sp += double(pc[s]) * pc[s];
-        else
-          for (std::int64_t s = 0; s < m; ++s) sp += pc[s];
-        out[c * 3 + 1] = sp;
-        if (!target.is_index()) {
-          const float* gc = target.dense.data() + (n * e.c + c) * e.s + s0;
-          double si = 0, sg = 0;
-          for (std::int64_t s = 0; s < m; ++s) {
-            si += double(pc[s]) * gc[s];
-            sg += squared ? double(gc[s]) * gc[s] : double(gc[s]);
-          }
-          out[c * 3] = si;
-          out[c * 3 + 2] = sg;
-        }
-      }
-      if (target.is_index()) {
-        const std::int32_t* y = target.index.data() + n * e.s + s0;
-        for (std::int64_t s = 0; s < m; ++s) {
-          const std::int64_t c = y[s];
-          out[c * 3] += p[(n * e.c + c) * e.s + s0 + s];
-          out[c * 3 + 2] += 1.0;  // a one-hot g is its own square
-        }
-      }
-    }
-  });
-  return part;
-}
-
-inline void dice_backward(const Tensor<float, Cpu>& probs, const Target<Cpu>& target,
-                          const std::vector<DiceCoefficients>& coef, const Extents& e, Activation activation,
-                          bool squared, const Tensor<float, Cpu>& grad, float scale) {
-  const std::int64_t blocks = block_count(e.s);
-  const float* p = probs.data();
-  float* gx = grad.data();
-  parallel_for(0, e.n * blocks, 1, [&](std::int64_t u0, std::int64_t u1) {
-    float dot[block_size];
-    for (std::int64_t u = u0; u < u1; ++u) {
-      const std::int64_t n = u / blocks, s0 = (u % blocks) * block_size;
-      const std::int64_t m = std::min(block_size, e.s - s0);
-      const std::int32_t* y = target.is_index() ? target.index.data() + n * e.s + s0 : nullptr;
-      // d loss / d p for class c at voxel s of this block.
-      auto dp = [&](std::int64_t c, const float* pc, const float* gc, std::int64_t s) {
-        const DiceCoefficients k = coef[static_cast<std::size_t>(n * e.c + c)];
-        const float g = y ? (y[s] == c ? 1.0f : 0.0f) : gc[s];
-        return k.a * g + k.b * (squared ? 2.0f * pc[s] : 1.0f);
-      };
-      auto target_row = [&](std::int64_t c) {
-        return y ? nullptr : target.dense.data() + (n * e.c + c) * e.s + s0;
-      };
-      if (activation == Activation::softmax) {
-        // Softmax's Jacobian: dx_c = p_c (dp_c - sum_k p_k dp_k).
-        std::fill_n(dot, m, 0.0f);
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float* pc = p + (n * e.c + c) * e.s + s0;
-          const float* gc = target_row(c);
-          for (std::int64_t s = 0; s < m; ++s) dot[s] += pc[s] * dp(c, pc, gc, s);
-        }
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float* pc = p + (n * e.c + c) * e.s + s0;
-          const float* gc = target_row(c);
-          float* oc = gx + (n * e.c + c) * e.s + s0;
-          for (std::int64_t s = 0; s < m; ++s) oc[s] += scale * pc[s] * (dp(c, pc, gc, s) - dot[s]);
-        }
-      } else {
-        for (std::int64_t c = 0; c < e.c; ++c) {
-          const float* pc = p + (n * e.c + c) * e.s + s0;
-          const float* gc = target_row(c);
-          float* oc = gx + (n * e.c + c) * e.s + s0;
-          if (activation == Activation::sigmoid)
-            for (std::int64_t s = 0; s < m; ++s) oc[s] += scale * dp(c, pc, gc, s) * pc[s] * (1.0f - pc[s]);
-          else
-            for (std::int64_t s = 0; s < m; ++s) oc[s] += scale * dp(c, pc, gc, s);
-        }
-      }
-    }
-  });
-}
-
-}  // namespace detail
 
 static_assert(Loss<Dice<Cpu>>);
 

@@ -6,8 +6,8 @@
 
 #include <array>
 #include <cstdint>
-#include <set>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../io/json_fields.hpp"
 #include "../nn.hpp"
 #include "dynamic_unet.hpp"
 #include "unet3d.hpp"
@@ -125,189 +126,62 @@ class AnyModel {
 // Implementation
 
 namespace detail {
-/// Reads the fields of one JSON object by name and type; finish() rejects the keys no read
-/// asked for, so a misspelt option fails instead of being ignored.
-class JsonFields {
- public:
-  JsonFields(const nlohmann::json& j, std::string where) : j_(j), where_(std::move(where)) {
-    require(j.is_object(), [&] {
-      return ErrorInfo{.where = where_, .field = "model", .expected = "a JSON object", .actual = j.dump()};
-    });
-  }
-  bool has(const char* key) const { return j_.contains(key); }
+/// The JSON names of the models' enumerations (the first name of a value is the one written).
+inline constexpr std::array<EnumName<Norm>, 3> norm_names{{{"batch", Norm::batch}, {"group", Norm::group}, {"instance", Norm::instance}}};
+inline constexpr std::array<EnumName<Activation>, 2> vnet_activation_names{{{"prelu", Activation::prelu}, {"elu", Activation::elu}}};
+inline constexpr std::array<EnumName<UNetActivation>, 4> unet_activation_names{{{"prelu", UNetActivation::prelu},
+                                                                                 {"relu", UNetActivation::relu},
+                                                                                 {"leaky_relu", UNetActivation::leaky_relu},
+                                                                                 {"leakyrelu", UNetActivation::leaky_relu}}};  // MONAI's name
 
-  void read(const char* key, std::int64_t& v) {
-    if (const auto* x = find(key)) v = integer(*x, key);
-  }
-  void read(const char* key, std::uint64_t& v) {
-    if (const auto* x = find(key)) {
-      require(x->is_number_unsigned() || (x->is_number_integer() && x->get<std::int64_t>() >= 0),
-              [&] { return fail(key, "a non-negative integer", *x); });
-      v = x->get<std::uint64_t>();
-    }
-  }
-  void read(const char* key, float& v) {
-    if (const auto* x = find(key)) {
-      require(x->is_number(), [&] { return fail(key, "a number", *x); });
-      v = x->get<float>();
-    }
-  }
-  void read(const char* key, bool& v) {
-    if (const auto* x = find(key)) {
-      require(x->is_boolean(), [&] { return fail(key, "true or false", *x); });
-      v = x->get<bool>();
-    }
-  }
-  void read(const char* key, Dhw& v) {
-    if (const auto* x = find(key)) v = triple(*x, key);
-  }
-  void read(const char* key, std::vector<std::int64_t>& v) {
-    if (const auto* x = find(key)) {
-      require(x->is_array(), [&] { return fail(key, "an array of integers", *x); });
-      v.clear();
-      for (std::size_t i = 0; i < x->size(); ++i) v.push_back(integer((*x)[i], key + ("[" + std::to_string(i) + "]")));
-    }
-  }
-  void read(const char* key, std::vector<Dhw>& v) {
-    if (const auto* x = find(key)) {
-      require(x->is_array(), [&] { return fail(key, "an array of integers or [d, h, w] triples", *x); });
-      v.clear();
-      for (std::size_t i = 0; i < x->size(); ++i) v.push_back(triple((*x)[i], key + ("[" + std::to_string(i) + "]")));
-    }
-  }
-  void read(const char* key, std::array<Dhw, 4>& v) {
-    std::vector<Dhw> list;
-    if (!find(key)) return;
-    read(key, list);
-    require(list.size() == 4, [&] { return fail(key, "4 entries (one per down level)", j_.at(key)); });
-    std::copy(list.begin(), list.end(), v.begin());
-  }
-  /// A string among `names` (several names may map to one value; the first is the canonical one).
-  template <class E>
-  void read(const char* key, E& v, const std::vector<std::pair<const char*, E>>& names) {
-    const auto* x = find(key);
-    if (!x) return;
-    std::string accepted;
-    for (const auto& [name, value] : names) {
-      if (x->is_string() && x->get<std::string>() == name) {
-        v = value;
-        return;
-      }
-      accepted += (accepted.empty() ? "\"" : ", \"") + std::string(name) + "\"";
-    }
-    throw Error(fail(key, "one of " + accepted, *x));
-  }
-  /// Throws on a key no read asked for.
-  void finish() const {
-    for (const auto& [key, value] : j_.items())
-      require(read_.count(key) > 0, [&] {
-        std::string known;
-        for (const auto& k : read_) known += (known.empty() ? "" : ", ") + k;
-        return ErrorInfo{.where = where_, .field = key, .expected = "a known option (" + known + ")",
-                         .actual = "unknown key \"" + key + "\""};
-      });
-  }
-  /// Marks a key as understood without reading it ("type").
-  void accept(const char* key) { read_.insert(key); }
+/// A model's options as JSON, declared once: OptionFields<O>::fields lists every key with its
+/// member (and name table), and from_json, to_json and the unknown-key check all come from it.
+template <class O>
+struct OptionFields;
 
- private:
-  const nlohmann::json* find(const char* key) {
-    read_.insert(key);
-    return j_.contains(key) ? &j_.at(key) : nullptr;
-  }
-  ErrorInfo fail(const std::string& field, const std::string& expected, const nlohmann::json& actual) const {
-    return ErrorInfo{.where = where_, .field = field, .expected = expected, .actual = actual.dump()};
-  }
-  std::int64_t integer(const nlohmann::json& x, const std::string& field) const {
-    require(x.is_number_integer(), [&] { return fail(field, "an integer", x); });
-    return x.get<std::int64_t>();
-  }
-  Dhw triple(const nlohmann::json& x, const std::string& field) const {
-    if (x.is_number_integer()) {
-      const std::int64_t v = x.get<std::int64_t>();
-      return {v, v, v};
-    }
-    require(x.is_array() && x.size() == 3 && x[0].is_number_integer() && x[1].is_number_integer() && x[2].is_number_integer(),
-            [&] { return fail(field, "an integer or [d, h, w] of integers", x); });
-    return {x[0].get<std::int64_t>(), x[1].get<std::int64_t>(), x[2].get<std::int64_t>()};
-  }
-
-  const nlohmann::json& j_;
-  std::string where_;
-  std::set<std::string> read_;
+template <>
+struct OptionFields<VNetOptions> {
+  using O = VNetOptions;
+  static constexpr auto fields = std::tuple{
+      field("in_channels", &O::in_channels), field("num_classes", &O::num_classes),
+      field("norm", &O::norm, norm_names),   field("activation", &O::activation, vnet_activation_names),
+      field("dropout", &O::dropout),         field("down_kernel", &O::down_kernel),
+      field("down_stride", &O::down_stride), field("width", &O::width),
+      field("seed", &O::seed)};
 };
 
-inline nlohmann::json dhw_json(const Dhw& d) { return nlohmann::json::array({d[0], d[1], d[2]}); }
-template <class Range>
-nlohmann::json dhw_list_json(const Range& r) {
-  auto a = nlohmann::json::array();
-  for (const Dhw& d : r) a.push_back(dhw_json(d));
-  return a;
-}
+template <>
+struct OptionFields<UNet3DOptions> {
+  using O = UNet3DOptions;
+  static constexpr auto fields = std::tuple{
+      field("in_channels", &O::in_channels),     field("num_classes", &O::num_classes),
+      field("channels", &O::channels),           field("strides", &O::strides),
+      field("kernel", &O::kernel),               field("up_kernel", &O::up_kernel),
+      field("num_res_units", &O::num_res_units), field("norm", &O::norm, norm_names),
+      field("num_groups", &O::num_groups),       field("activation", &O::activation, unet_activation_names),
+      field("negative_slope", &O::negative_slope), field("dropout", &O::dropout),
+      field("bias", &O::bias),                   field("seed", &O::seed)};
+};
 
-inline const char* norm_name(Norm n) { return n == Norm::batch ? "batch" : n == Norm::group ? "group" : "instance"; }
-inline std::vector<std::pair<const char*, Norm>> norm_names() {
-  return {{"batch", Norm::batch}, {"group", Norm::group}, {"instance", Norm::instance}};
-}
-
-inline VNetOptions vnet_options(JsonFields& f) {
-  VNetOptions o;
-  f.read("in_channels", o.in_channels);
-  f.read("num_classes", o.num_classes);
-  f.read("norm", o.norm, norm_names());
-  f.read("activation", o.activation, {{"prelu", Activation::prelu}, {"elu", Activation::elu}});
-  f.read("dropout", o.dropout);
-  f.read("down_kernel", o.down_kernel);
-  f.read("down_stride", o.down_stride);
-  f.read("width", o.width);
-  f.read("seed", o.seed);
-  return o;
-}
-
-inline nlohmann::json vnet_json(const VNetOptions& o) {
-  return {{"in_channels", o.in_channels}, {"num_classes", o.num_classes}, {"norm", norm_name(o.norm)},
-          {"activation", o.activation == Activation::elu ? "elu" : "prelu"}, {"dropout", o.dropout},
-          {"down_kernel", dhw_list_json(o.down_kernel)}, {"down_stride", dhw_list_json(o.down_stride)},
-          {"width", o.width}, {"seed", o.seed}};
-}
-
-inline UNet3DOptions unet3d_options(JsonFields& f) {
-  UNet3DOptions o;
-  f.read("in_channels", o.in_channels);
-  f.read("num_classes", o.num_classes);
-  f.read("channels", o.channels);
-  f.read("strides", o.strides);
-  f.read("kernel", o.kernel);
-  f.read("up_kernel", o.up_kernel);
-  f.read("num_res_units", o.num_res_units);
-  f.read("norm", o.norm, norm_names());
-  f.read("num_groups", o.num_groups);
-  f.read("activation", o.activation,
-         {{"prelu", UNetActivation::prelu}, {"relu", UNetActivation::relu}, {"leaky_relu", UNetActivation::leaky_relu},
-          {"leakyrelu", UNetActivation::leaky_relu}});
-  f.read("negative_slope", o.negative_slope);
-  f.read("dropout", o.dropout);
-  f.read("bias", o.bias);
-  f.read("seed", o.seed);
-  return o;
-}
-
-inline nlohmann::json unet3d_json(const UNet3DOptions& o) {
-  const char* act = o.activation == UNetActivation::relu ? "relu" : o.activation == UNetActivation::leaky_relu ? "leaky_relu" : "prelu";
-  return {{"in_channels", o.in_channels}, {"num_classes", o.num_classes}, {"channels", o.channels},
-          {"strides", dhw_list_json(o.strides)}, {"kernel", dhw_json(o.kernel)}, {"up_kernel", dhw_json(o.up_kernel)},
-          {"num_res_units", o.num_res_units}, {"norm", norm_name(o.norm)}, {"num_groups", o.num_groups},
-          {"activation", act}, {"negative_slope", o.negative_slope}, {"dropout", o.dropout}, {"bias", o.bias},
-          {"seed", o.seed}};
-}
-
-inline DynamicUNetOptions dynamic_unet_options(JsonFields& f) {
-  DynamicUNetOptions o;
-  f.read("in_channels", o.in_channels);
-  f.read("num_classes", o.num_classes);
-  if (f.has("features")) {
-    // A plan that gives only the features: nnU-Net's defaults for that many stages.
-    f.read("features", o.features);
+template <>
+struct OptionFields<DynamicUNetOptions> {
+  using O = DynamicUNetOptions;
+  static constexpr auto fields = std::tuple{
+      field("in_channels", &O::in_channels),
+      field("num_classes", &O::num_classes),
+      field("features", &O::features),
+      field("kernels", &O::kernels),
+      field("strides", &O::strides),
+      field("convs_per_stage", &O::convs_per_stage),
+      field("convs_per_stage_decoder", &O::convs_per_stage_decoder),
+      field("deep_supervision", &O::deep_supervision),
+      field("negative_slope", &O::negative_slope),
+      field("conv_bias", &O::conv_bias),
+      field("residual_encoder", &O::residual_encoder)};
+  /// A plan that gives only the features: nnU-Net's defaults for that many stages, before
+  /// the per-stage keys present are read.
+  static void defaults(JsonReader& r, O& o) {
+    if (!r.read("features", o.features)) return;
     const std::size_t n = o.features.size();
     o.kernels.assign(n, Dhw{3, 3, 3});
     o.strides.assign(n, Dhw{2, 2, 2});
@@ -315,23 +189,21 @@ inline DynamicUNetOptions dynamic_unet_options(JsonFields& f) {
     o.convs_per_stage.assign(n, 2);
     o.convs_per_stage_decoder.assign(n > 0 ? n - 1 : 0, 2);
   }
-  f.read("kernels", o.kernels);
-  f.read("strides", o.strides);
-  f.read("convs_per_stage", o.convs_per_stage);
-  f.read("convs_per_stage_decoder", o.convs_per_stage_decoder);
-  f.read("deep_supervision", o.deep_supervision);
-  f.read("negative_slope", o.negative_slope);
-  f.read("conv_bias", o.conv_bias);
-  f.read("residual_encoder", o.residual_encoder);
+};
+
+/// The options `r` describes (C++ defaults for absent keys); unknown keys are left to r.finish().
+template <class O>
+O read_options(JsonReader& r) {
+  O o;
+  if constexpr (requires { OptionFields<O>::defaults(r, o); }) OptionFields<O>::defaults(r, o);
+  read_fields(r, o, OptionFields<O>::fields);
   return o;
 }
 
-inline nlohmann::json dynamic_unet_json(const DynamicUNetOptions& o) {
-  return {{"in_channels", o.in_channels}, {"num_classes", o.num_classes}, {"features", o.features},
-          {"kernels", dhw_list_json(o.kernels)}, {"strides", dhw_list_json(o.strides)},
-          {"convs_per_stage", o.convs_per_stage}, {"convs_per_stage_decoder", o.convs_per_stage_decoder},
-          {"deep_supervision", o.deep_supervision}, {"negative_slope", o.negative_slope}, {"conv_bias", o.conv_bias},
-          {"residual_encoder", o.residual_encoder}};
+/// Every option of `o`.
+template <class O>
+nlohmann::json write_options(const O& o) {
+  return write_fields(o, OptionFields<O>::fields);
 }
 
 inline Dhw stride_product(const auto& strides) {
@@ -353,17 +225,13 @@ constexpr const char* model_type_name() {
 
 template <class B>
 AnyModel<B> AnyModel<B>::from_json(const nlohmann::json& j, const std::string& where) {
-  detail::JsonFields f(j, where);
-  f.accept("type");
-  require(j.contains("type") && j.at("type").is_string(), [&] {
-    return ErrorInfo{.where = where, .field = "type", .expected = "\"VNet\", \"VNetDeepSup\", \"UNet3D\" or \"DynamicUNet\"",
-                     .actual = j.contains("type") ? j.at("type").dump() : "missing"};
-  });
-  const std::string type = j.at("type").get<std::string>();
+  JsonReader r(j, where);
+  const std::string type = r.get_choice("type", {"VNet", "VNetDeepSup", "UNet3D", "DynamicUNet"});
   // Options are read (and unknown keys rejected) before any weights are allocated.
-  auto build = [&](auto make) -> AnyModel {
+  auto build = [&](auto options, auto make) -> AnyModel {
+    r.finish();
     try {
-      return make();
+      return make(options);
     } catch (const Error& e) {
       // The model names its own field; say which configuration it came from.
       ErrorInfo info = e.info();
@@ -371,39 +239,19 @@ AnyModel<B> AnyModel<B>::from_json(const nlohmann::json& j, const std::string& w
       throw Error(std::move(info));
     }
   };
-  if (type == "VNet" || type == "VNetDeepSup") {
-    const VNetOptions o = detail::vnet_options(f);
-    f.finish();
-    if (type == "VNet") return build([&] { return AnyModel(VNet<B>(o)); });
-    return build([&] { return AnyModel(VNetDeepSup<B>(o)); });
-  }
-  if (type == "UNet3D") {
-    const UNet3DOptions o = detail::unet3d_options(f);
-    f.finish();
-    return build([&] { return AnyModel(UNet3D<B>(o)); });
-  }
-  if (type == "DynamicUNet") {
-    const DynamicUNetOptions o = detail::dynamic_unet_options(f);
-    f.finish();
-    return build([&] { return AnyModel(DynamicUNet<B>(o)); });
-  }
-  throw Error(ErrorInfo{.where = where, .field = "type", .expected = "\"VNet\", \"VNetDeepSup\", \"UNet3D\" or \"DynamicUNet\"",
-                        .actual = j.at("type").dump()});
+  if (type == "VNet")
+    return build(detail::read_options<VNetOptions>(r), [](const VNetOptions& o) { return AnyModel(VNet<B>(o)); });
+  if (type == "VNetDeepSup")
+    return build(detail::read_options<VNetOptions>(r), [](const VNetOptions& o) { return AnyModel(VNetDeepSup<B>(o)); });
+  if (type == "UNet3D")
+    return build(detail::read_options<UNet3DOptions>(r), [](const UNet3DOptions& o) { return AnyModel(UNet3D<B>(o)); });
+  return build(detail::read_options<DynamicUNetOptions>(r),
+               [](const DynamicUNetOptions& o) { return AnyModel(DynamicUNet<B>(o)); });
 }
 
 template <class B>
 nlohmann::json AnyModel<B>::to_json() const {
-  nlohmann::json j = std::visit(
-      [](const auto& m) -> nlohmann::json {
-        using M = std::remove_cvref_t<decltype(m)>;
-        if constexpr (std::is_same_v<M, UNet3D<B>>)
-          return detail::unet3d_json(m.options());
-        else if constexpr (std::is_same_v<M, DynamicUNet<B>>)
-          return detail::dynamic_unet_json(m.options());
-        else
-          return detail::vnet_json(m.options());
-      },
-      model_);
+  nlohmann::json j = std::visit([](const auto& m) { return detail::write_options(m.options()); }, model_);
   j["type"] = type();
   return j;
 }

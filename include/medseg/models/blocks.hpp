@@ -27,14 +27,14 @@ enum class Activation { prelu, elu };
 /// parameters go to the held layer, which sits directly at this layer's path (a PyTorch
 /// attribute that holds whichever module the options chose).
 template <nn::Layer First, nn::Layer... Rest>
-class OneOf : public nn::LayerBase<typename First::backend> {
+class OneOf : public nn::Module<OneOf<First, Rest...>, typename First::backend> {
  public:
   using B = typename First::backend;
 
   template <class L>
     requires(std::same_as<L, First> || (std::same_as<L, Rest> || ...))
   OneOf(L layer) : layer_(std::move(layer)) {  // NOLINT: implicit, so a chosen layer converts
-    set_path("");
+    this->set_path("");
   }
 
   Tensor<float, B> forward(Tensor<float, B> x) {
@@ -43,26 +43,8 @@ class OneOf : public nn::LayerBase<typename First::backend> {
   Tensor<float, B> backward(Tensor<float, B> dy) {
     return std::visit([&](auto& l) { return l.backward(std::move(dy)); }, layer_);
   }
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    std::visit([&](auto& l) { l.set_path(p); }, layer_);
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    std::visit([&](auto& l) { l.train(on); }, layer_);
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    std::visit([](auto& l) { l.release_outputs(); }, layer_);
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    std::visit([&](auto& l) { l.visit_parameters(f); }, layer_);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    std::visit([&](auto& l) { l.visit_buffers(f); }, layer_);
-  }
+  /// The held layer, at this layer's own path.
+  auto members() { return nn::members(nn::child("", layer_)); }
 
   /// The held layer if it is an L, else nullptr.
   template <class L>
@@ -89,46 +71,21 @@ ActivationLayer<B> make_activation(Activation kind, std::int64_t channels);
 
 /// act(norm(x)): a NormLayer and an ActivationLayer in a row, named `norm_name` and
 /// `act_name` under this layer's path (VNet's "bn1" and "relu1"). BatchNorm followed by PReLU
-/// on the CPU runs fused: one pass computes prelu(x * scale + shift) with BatchNorm's
+/// runs fused on every backend: one pass computes prelu(x * scale + shift) with BatchNorm's
 /// statistics, and training keeps only the norm's input, recomputing the PReLU's input in
 /// backward, where the layers in a row keep both tensors. Other pairs run as the two layers.
 template <class B>
-class NormActivation : public nn::LayerBase<B> {
+class NormActivation : public nn::Module<NormActivation<B>, B> {
  public:
   NormActivation(NormLayer<B> norm, ActivationLayer<B> act, std::string norm_name = "bn1", std::string act_name = "relu1")
       : norm_(std::move(norm)), act_(std::move(act)), norm_name_(std::move(norm_name)), act_name_(std::move(act_name)) {
-    set_path("");
+    this->set_path("");
   }
 
   Tensor<float, B> forward(const Tensor<float, B>& x);
   Tensor<float, B> backward(Tensor<float, B> dy);
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    norm_.set_path(nn::join_path(p, norm_name_));
-    act_.set_path(nn::join_path(p, act_name_));
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    norm_.train(on);
-    act_.train(on);
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    nn::LayerBase<B>::release_outputs();
-    norm_.release_outputs();
-    act_.release_outputs();
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    norm_.visit_parameters(f);
-    act_.visit_parameters(f);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    norm_.visit_buffers(f);
-    act_.visit_buffers(f);
-  }
+  auto members() { return nn::members(nn::child(norm_name_, norm_), nn::child(act_name_, act_)); }
 
   NormLayer<B>& norm() { return norm_; }
   ActivationLayer<B>& activation() { return act_; }
@@ -140,7 +97,7 @@ class NormActivation : public nn::LayerBase<B> {
   ActivationLayer<B> act_;
   std::string norm_name_, act_name_;
   // The fused pair's map and what backward needs; the norm keeps its input and statistics.
-  std::vector<float> scale_, shift_;
+  Tensor<float, B> scale_, shift_;
   bool fused_ = false;
 };
 
@@ -162,27 +119,16 @@ class ChannelRepeat : public nn::LayerBase<B> {
 /// dropped, as VNet's up blocks drop their skip input before concatenating it. Dropping after
 /// the concat is the same function and lets the level stay one UNetLevel.
 template <class B = Cpu>
-class TailDropout3d : public nn::LayerBase<B> {
+class TailDropout3d : public nn::Module<TailDropout3d<B>, B> {
  public:
   /// Channels [0, keep) pass unchanged.
   TailDropout3d(std::int64_t keep, nn::DropoutOptions o);
   Tensor<float, B> forward(const Tensor<float, B>& x);
   Tensor<float, B> backward(const Tensor<float, B>& dy);
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    dropout_.set_path(p);
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    dropout_.train(on);
-  }
-  void eval() { train(false); }
-  /// The mask counter (nn::RandomCounter), so checkpoints resume its draws exactly.
-  template <class F>
-  void visit_buffers(F&& f) {
-    dropout_.visit_buffers(f);
-  }
+  /// The dropout at this layer's path: its mask counter (nn::RandomCounter) is visited as a
+  /// buffer, so checkpoints resume its draws exactly.
+  auto members() { return nn::members(nn::child("", dropout_)); }
 
  private:
   std::int64_t keep_;
@@ -213,21 +159,19 @@ ActivationLayer<B> make_activation(Activation kind, std::int64_t channels) {
 template <class B>
 Tensor<float, B> NormActivation<B>::forward(const Tensor<float, B>& x) {
   fused_ = false;
-  if constexpr (B::is_host) {
-    auto* bn = norm_.template get_if<nn::BatchNorm3d<B>>();
-    auto* prelu = act_.template get_if<nn::PReLU<B>>();
-    if (bn && prelu && x.defined() && x.rank() == 5 &&
-        (prelu->weight().value.numel() == 1 || prelu->weight().value.numel() == x.size(1))) {
-      auto m = bn->channel_affine_of(x);  // checks x; in training keeps it and the statistics
-      auto y = this->output_buffer(x.shape());
-      ops::prelu_affine_forward(x.contiguous(), m.scale, m.shift, prelu->weight().value, y);
-      if (this->training_) {
-        scale_ = std::move(m.scale);
-        shift_ = std::move(m.shift);
-        fused_ = true;
-      }
-      return y;
+  auto* bn = norm_.template get_if<nn::BatchNorm3d<B>>();
+  auto* prelu = act_.template get_if<nn::PReLU<B>>();
+  if (bn && prelu && x.defined() && x.rank() == 5 &&
+      (prelu->weight().value.numel() == 1 || prelu->weight().value.numel() == x.size(1))) {
+    auto m = bn->channel_affine_of(x);  // checks x; in training keeps it and the statistics
+    auto y = this->output_buffer(x.shape());
+    ops::prelu_affine_forward(x.contiguous(), m.scale, m.shift, prelu->weight().value, y);
+    if (this->training_) {
+      scale_ = std::move(m.scale);
+      shift_ = std::move(m.shift);
+      fused_ = true;
     }
+    return y;
   }
   Tensor<float, B> y = act_.forward(norm_.forward(x));
   norm_.release_outputs();  // consumed (eval mode)
@@ -236,22 +180,19 @@ Tensor<float, B> NormActivation<B>::forward(const Tensor<float, B>& x) {
 
 template <class B>
 Tensor<float, B> NormActivation<B>::backward(Tensor<float, B> dy) {
-  if constexpr (B::is_host) {
-    if (fused_) {
-      fused_ = false;
-      auto& bn = *norm_.template get_if<nn::BatchNorm3d<B>>();
-      auto& prelu = *act_.template get_if<nn::PReLU<B>>();
-      const Tensor<float, B>& x = bn.kept_input();
-      this->require_grad_shape("NormActivation", dy, x.shape());
-      Tensor<float, B> g = dy.contiguous();
-      dy = Tensor<float, B>();
-      auto dn = this->gradient_buffer(g);  // in place when handed over
-      ops::prelu_affine_backward(x, scale_, shift_, prelu.weight().value, g, dn, prelu.weight().grad);
-      g = Tensor<float, B>();
-      return bn.backward(std::move(dn));  // and the norm writes its gradient over dn
-    }
-  }
-  return norm_.backward(act_.backward(std::move(dy)));
+  if (!fused_) return norm_.backward(act_.backward(std::move(dy)));
+  fused_ = false;
+  auto& bn = *norm_.template get_if<nn::BatchNorm3d<B>>();
+  auto& prelu = *act_.template get_if<nn::PReLU<B>>();
+  const Tensor<float, B>& x = bn.kept_input();
+  this->require_grad_shape("NormActivation", dy, x.shape());
+  Tensor<float, B> g = dy.contiguous();
+  dy = Tensor<float, B>();
+  auto dn = this->gradient_buffer(g);  // in place when handed over
+  ops::prelu_affine_backward(x, scale_, shift_, prelu.weight().value, g, dn, prelu.weight().grad);
+  g = Tensor<float, B>();
+  scale_ = shift_ = Tensor<float, B>();
+  return bn.backward(std::move(dn));  // and the norm writes its gradient over dn
 }
 
 template <class B>

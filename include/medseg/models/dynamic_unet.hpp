@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -81,7 +82,7 @@ using EncoderStage = OneOf<StackedConvs<B>, StackedBlocks<B>>;
 /// `...all_modules.*` aliases of every conv block's tensors: load them with
 /// LoadOptions{.strict = false}.
 template <class B = Cpu>
-class DynamicUNet : public nn::LayerBase<B> {
+class DynamicUNet : public nn::Module<DynamicUNet<B>, B> {
  public:
   using Options = DynamicUNetOptions;
   explicit DynamicUNet(const Options& o = {});
@@ -93,13 +94,19 @@ class DynamicUNet : public nn::LayerBase<B> {
   }
   Tensor<float, B> backward_all(const std::vector<Tensor<float, B>>& dys);
 
-  void set_path(const std::string& p);
-  void train(bool on = true);
-  void eval() { train(false); }
-  template <class F>
-  void visit_parameters(F&& f);
-  template <class F>
-  void visit_buffers(F&& f);
+  /// nnU-Net's module names, in its named_parameters() order: encoder (stem, stages), then
+  /// decoder stages, transpconvs, seg_layers.
+  auto members() {
+    const bool blocks = o_.residual_encoder;
+    auto indexed = [](const char* prefix, const char* suffix) {
+      return [prefix, suffix](std::size_t i) { return prefix + std::to_string(i) + suffix; };
+    };
+    return nn::members(nn::child("encoder.stem.convs", stem_),
+                       nn::children(encoder_, indexed("encoder.stages.", blocks ? ".blocks" : ".0.convs")),
+                       nn::children(decoder_, indexed("decoder.stages.", ".convs")),
+                       nn::children(transpconvs_, indexed("decoder.transpconvs.", "")),
+                       nn::children(seg_layers_, indexed("decoder.seg_layers.", "")));
+  }
 
   const Options& options() const { return o_; }
   std::size_t stages() const { return encoder_.size(); }
@@ -111,7 +118,7 @@ class DynamicUNet : public nn::LayerBase<B> {
   std::vector<Tensor<float, B>> run(const Tensor<float, B>& x, bool all_heads);
 
   Options o_;
-  std::vector<dynamic_unet::StackedConvs<B>> stem_;  // ResEnc's one-conv stem, else empty
+  std::optional<dynamic_unet::StackedConvs<B>> stem_;  // ResEnc's one-conv stem
   std::vector<dynamic_unet::EncoderStage<B>> encoder_;
   std::vector<dynamic_unet::StackedConvs<B>> decoder_;
   std::vector<nn::ConvTranspose3d<B>> transpconvs_;
@@ -197,7 +204,7 @@ DynamicUNet<B>::DynamicUNet(const Options& o) : o_(o) {
     });
   std::int64_t in = o.in_channels;
   if (o.residual_encoder) {
-    stem_.push_back(dynamic_unet::stacked<B>(o, 1, in, o.features[0], o.kernels[0], {1, 1, 1}));
+    stem_ = dynamic_unet::stacked<B>(o, 1, in, o.features[0], o.kernels[0], {1, 1, 1});
     in = o.features[0];
   }
   for (std::size_t s = 0; s < n; ++s) {
@@ -215,7 +222,7 @@ DynamicUNet<B>::DynamicUNet(const Options& o) : o_(o) {
     decoder_.push_back(dynamic_unet::stacked<B>(o, o.convs_per_stage_decoder[j], 2 * cs, cs, o.kernels[skip], {1, 1, 1}));
     seg_layers_.push_back(nn::Conv3d<B>{{.in_channels = cs, .out_channels = o.num_classes, .kernel = {1, 1, 1}}});
   }
-  set_path("");
+  this->set_path("");
 }
 
 template <class B>
@@ -226,11 +233,10 @@ std::vector<Tensor<float, B>> DynamicUNet<B>::run(const Tensor<float, B>& x, boo
   // once consumed, so a call holds only the tensors still live (as PyTorch under no_grad).
   std::vector<Tensor<float, B>> skips;
   Tensor<float, B> h = x;
-  for (auto& stem : stem_) h = stem.forward(std::move(h));
+  if (stem_) h = stem_->forward(std::move(h));
   for (std::size_t s = 0; s < n; ++s) {
     skips.push_back(h = encoder_[s].forward(std::move(h)));
-    if (s == 0)
-      for (auto& stem : stem_) stem.release_outputs();
+    if (s == 0 && stem_) stem_->release_outputs();
   }
   std::vector<Tensor<float, B>> heads;  // deepest first; reversed at the end as nnU-Net does
   head_ran_.assign(n - 1, false);
@@ -302,61 +308,19 @@ Tensor<float, B> DynamicUNet<B>::backward_all(const std::vector<Tensor<float, B>
     if (s + 1 < n) ops::accumulate(skip_grads[s], gx), gx = skip_grads[s];
     gx = encoder_[s].backward(std::move(gx));
   }
-  for (auto& stem : stem_) gx = stem.backward(std::move(gx));
+  if (stem_) gx = stem_->backward(std::move(gx));
   return gx;
 }
 
 template <class B>
 void DynamicUNet<B>::set_input_gradient(bool on) {
   // The stem's conv (ResEnc), else the first conv of the first stage (plain encoder).
-  if (!stem_.empty()) {
-    stem_.front()[0].template get<0>().set_input_gradient(on);
+  if (stem_) {
+    (*stem_)[0].template get<0>().set_input_gradient(on);
     return;
   }
   auto* plain = encoder_.front().template get_if<dynamic_unet::StackedConvs<B>>();
   if (plain) (*plain)[0].template get<0>().set_input_gradient(on);
-}
-
-template <class B>
-void DynamicUNet<B>::set_path(const std::string& p) {
-  this->path_ = p;
-  for (auto& stem : stem_) stem.set_path(nn::join_path(p, "encoder.stem.convs"));
-  for (std::size_t s = 0; s < encoder_.size(); ++s)
-    encoder_[s].set_path(nn::join_path(p, "encoder.stages." + std::to_string(s) + (o_.residual_encoder ? ".blocks" : ".0.convs")));
-  for (std::size_t j = 0; j < decoder_.size(); ++j) {
-    transpconvs_[j].set_path(nn::join_path(p, "decoder.transpconvs." + std::to_string(j)));
-    decoder_[j].set_path(nn::join_path(p, "decoder.stages." + std::to_string(j) + ".convs"));
-    seg_layers_[j].set_path(nn::join_path(p, "decoder.seg_layers." + std::to_string(j)));
-  }
-}
-
-template <class B>
-void DynamicUNet<B>::train(bool on) {
-  this->training_ = on;
-  for (auto& l : stem_) l.train(on);
-  for (auto& l : encoder_) l.train(on);
-  for (auto& l : decoder_) l.train(on);
-  for (auto& l : transpconvs_) l.train(on);
-  for (auto& l : seg_layers_) l.train(on);
-}
-
-template <class B>
-template <class F>
-void DynamicUNet<B>::visit_parameters(F&& f) {
-  // nnU-Net's named_parameters() order: encoder, then decoder stages, transpconvs, seg_layers.
-  for (auto& l : stem_) l.visit_parameters(f);
-  for (auto& l : encoder_) l.visit_parameters(f);
-  for (auto& l : decoder_) l.visit_parameters(f);
-  for (auto& l : transpconvs_) l.visit_parameters(f);
-  for (auto& l : seg_layers_) l.visit_parameters(f);
-}
-
-template <class B>
-template <class F>
-void DynamicUNet<B>::visit_buffers(F&& f) {
-  for (auto& l : stem_) l.visit_buffers(f);
-  for (auto& l : encoder_) l.visit_buffers(f);
-  for (auto& l : decoder_) l.visit_buffers(f);
 }
 
 }  // namespace medseg::models

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ranges>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,11 +57,7 @@ using UpConv = Convolution<B, nn::ConvTranspose3d<B>>;
 template <nn::Layer L>
 class Units : public nn::Repeated<L> {
  public:
-  explicit Units(nn::Repeated<L> layers) : nn::Repeated<L>(std::move(layers)) { set_path(""); }
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    for (std::size_t i = 0; i < this->size(); ++i) (*this)[i].set_path(nn::join_path(p, "unit" + std::to_string(i)));
-  }
+  explicit Units(nn::Repeated<L> layers) : nn::Repeated<L>(std::move(layers), "unit") {}
 };
 
 /// MONAI's ResidualUnit: conv(x) + residual(x); the residual is the identity, or a conv where
@@ -83,7 +80,7 @@ using UpLayer = OneOf<UpConv<B>, nn::Sequential<UpConv<B>, ResidualUnit<B>>>;
 /// Parameter paths are MONAI's: model.0.conv.unit0.conv.weight, model.0.residual.weight,
 /// model.1.submodule.0.conv.unit0.adn.A.weight, ..., model.2.1.conv.unit0.conv.weight.
 template <class B = Cpu>
-class UNet3D : public nn::LayerBase<B> {
+class UNet3D : public nn::Module<UNet3D<B>, B> {
  public:
   using Options = UNet3DOptions;
   explicit UNet3D(const Options& o = {});
@@ -91,21 +88,12 @@ class UNet3D : public nn::LayerBase<B> {
   Tensor<float, B> forward(const Tensor<float, B>& x);
   Tensor<float, B> backward(const Tensor<float, B>& dy);
 
-  void set_path(const std::string& p);
-  void train(bool on = true);
-  void eval() { train(false); }
-  template <class F>
-  void visit_parameters(F&& f) {
-    visit_layers([&](auto& l) { l.visit_parameters(f); });
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    visit_layers([&](auto& l) { l.visit_buffers(f); });
-  }
-
-  /// Drops every child's eval-mode output buffer (where the layers keep one, see nn::LayerBase).
-  void release_outputs() {
-    visit_layers([](auto& l) { release(l); });
+  /// MONAI's module order: down layers from the top, the bottom, up layers from the bottom.
+  /// Level i sits at model(.1.submodule)^i: its down layer at .0, its up layer at .2.
+  auto members() {
+    return nn::members(
+        nn::children(down_, [this](std::size_t i) { return level_path(i) + (i + 1 < down_.size() ? ".0" : ""); }),
+        nn::children(std::views::reverse(up_), [this](std::size_t k) { return level_path(up_.size() - 1 - k) + ".2"; }));
   }
 
   const Options& options() const { return o_; }
@@ -113,16 +101,10 @@ class UNet3D : public nn::LayerBase<B> {
   Dhw size_divisor() const;
 
  private:
-  /// MONAI's module order: down layers from the top, the bottom, up layers from the bottom.
-  template <class F>
-  void visit_layers(F&& f) {
-    for (auto& l : down_) f(l);
-    for (auto it = up_.rbegin(); it != up_.rend(); ++it) f(*it);
-  }
-
-  template <class L>
-  static void release(L& l) {
-    if constexpr (requires { l.release_outputs(); }) l.release_outputs();
+  static std::string level_path(std::size_t i) {
+    std::string p = "model";
+    while (i-- > 0) p += ".1.submodule";
+    return p;
   }
 
   Options o_;
@@ -253,7 +235,7 @@ UNet3D<B>::UNet3D(const Options& o) : o_(o) {
     const std::int64_t up_in = o.channels[i] + (i + 1 == levels ? o.channels[levels] : o.channels[i]);
     up_.push_back(unet3d::up_layer<B>(o, up_in, i == 0 ? o.num_classes : o.channels[i - 1], o.strides[i], i == 0));
   }
-  set_path("");
+  this->set_path("");
 }
 
 template <class B>
@@ -279,10 +261,10 @@ Tensor<float, B> UNet3D<B>::forward(const Tensor<float, B>& x) {
     h = Tensor<float, B>();
     skips[i] = Tensor<float, B>();
     if (i + 1 == levels)
-      release(down_[levels]);
+      nn::release_child_outputs(down_[levels]);
     else
-      release(up_[i + 1]);
-    release(down_[i]);
+      nn::release_child_outputs(up_[i + 1]);
+    nn::release_child_outputs(down_[i]);
     h = up_[i].forward(c);
   }
   return h;
@@ -309,24 +291,6 @@ Tensor<float, B> UNet3D<B>::backward(const Tensor<float, B>& dy) {
     g = down_[i].backward(skip_grads[i]);
   }
   return g;
-}
-
-template <class B>
-void UNet3D<B>::set_path(const std::string& p) {
-  this->path_ = p;
-  std::string level = nn::join_path(p, "model");  // level i: model(.1.submodule)^i
-  for (std::size_t i = 0; i < up_.size(); ++i) {
-    down_[i].set_path(level + ".0");
-    up_[i].set_path(level + ".2");
-    level += ".1.submodule";
-  }
-  down_.back().set_path(level);
-}
-
-template <class B>
-void UNet3D<B>::train(bool on) {
-  this->training_ = on;
-  visit_layers([&](auto& l) { l.train(on); });
 }
 
 template <class B>

@@ -57,7 +57,7 @@ class Tapped : public L {
 /// the level they read as MedicalSeg names its levels).
 ///   models::VNetDeepSup<Cpu> net{{.in_channels = 1, .num_classes = 3}};
 template <class B = Cpu>
-class VNetDeepSup : public nn::LayerBase<B> {
+class VNetDeepSup : public nn::Module<VNetDeepSup<B>, B> {
  public:
   using Options = VNetOptions;
   /// The levels the heads read, in output order (up_tr64, up_tr128, up_tr256).
@@ -70,27 +70,11 @@ class VNetDeepSup : public nn::LayerBase<B> {
   std::vector<Tensor<float, B>> forward_all(const Tensor<float, B>& x) { return run(x, this->training_); }
   Tensor<float, B> backward_all(const std::vector<Tensor<float, B>>& dys);
 
-  void set_path(const std::string& p);
-  void train(bool on = true);
-  void eval() { train(false); }
-  template <class F>
-  void visit_parameters(F&& f) {
-    graph_.visit_parameters(f);  // PyTorch's order: VNet's modules, then the heads
-    for (auto& h : heads_) h.visit_parameters(f);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    graph_.visit_buffers(f);
-  }
-
-  /// Drops every child's eval-mode output buffer (where the layers keep one, see nn::LayerBase).
-  void release_outputs() {
-    auto release = [](auto& l) {
-      if constexpr (requires { l.release_outputs(); }) l.release_outputs();
-    };
-    release(graph_);
-    for (auto& h : heads_) release(h);
-    for (auto& u : upsample_) release(u);
+  /// PyTorch's order: VNet's modules (at this layer's path), then the heads.
+  auto members() {
+    auto head = [](std::size_t i) { return "deep_sup" + std::to_string(head_levels[i]); };
+    return nn::members(nn::child("", graph_), nn::children(heads_, head),
+                       nn::children(upsample_, [head](std::size_t i) { return head(i) + "_upsample"; }));
   }
 
   const Options& options() const { return o_; }
@@ -152,7 +136,7 @@ VNetDeepSup<B>::VNetDeepSup(const Options& o) : o_(o), graph_(vnet::build<B, vne
     heads_.push_back(nn::Conv3d<B>{{.in_channels = channels[i], .out_channels = o.num_classes, .kernel = {1, 1, 1}}});
     upsample_.push_back(nn::Upsample<B>{});  // sized to each input in run()
   }
-  set_path("");
+  this->set_path("");
 }
 
 template <class B>
@@ -197,24 +181,6 @@ Tensor<float, B> VNetDeepSup<B>::backward_all(const std::vector<Tensor<float, B>
     for_each_tap([&](auto& tap, std::size_t i) { tap.add_output_gradient(heads_[i].backward(upsample_[i].backward(dys[i + 1]))); });
   forward_ran_ = heads_ran_ = false;
   return graph_.backward(dys[0]);
-}
-
-template <class B>
-void VNetDeepSup<B>::set_path(const std::string& p) {
-  this->path_ = p;
-  graph_.set_path(p);
-  for (std::size_t i = 0; i < heads_.size(); ++i) {
-    heads_[i].set_path(nn::join_path(p, "deep_sup" + std::to_string(head_levels[i])));
-    upsample_[i].set_path(nn::join_path(p, "deep_sup" + std::to_string(head_levels[i]) + "_upsample"));
-  }
-}
-
-template <class B>
-void VNetDeepSup<B>::train(bool on) {
-  this->training_ = on;
-  graph_.train(on);
-  for (auto& h : heads_) h.train(on);
-  for (auto& u : upsample_) u.train(on);
 }
 
 }  // namespace medseg::models

@@ -8,6 +8,7 @@
 
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -118,7 +119,7 @@ struct PReLUOptions {
 
 /// x > 0 ? x : a x, with a learned ("weight" [num_parameters]) per channel of [N, C, ...].
 template <class B = Cpu>
-class PReLU : public LayerBase<B> {
+class PReLU : public Module<PReLU<B>, B> {
  public:
   using Options = PReLUOptions;
   PReLU(const Options& o = {}) : o_(o) {  // NOLINT: implicit
@@ -141,8 +142,8 @@ class PReLU : public LayerBase<B> {
     if (this->training_) {
       // With positive slopes the output determines the gradient, and the next layer (a conv)
       // usually keeps the output anyway, while the input (a sum or a norm's output) is
-      // otherwise dead: keeping y lets x go.
-      kept_output_ = slopes_positive();
+      // otherwise dead: keeping y lets x go. The backend says whether it can tell cheaply.
+      kept_output_ = ops::prelu_keeps_output(weight_.value);
       x_ = kept_output_ ? y : xc;
     }
     return y;
@@ -154,38 +155,15 @@ class PReLU : public LayerBase<B> {
     const Tensor<float, B> g = dy.contiguous();
     dy = Tensor<float, B>();
     auto dx = this->gradient_buffer(g);
-    if constexpr (B::is_host) {
-      if (kept_output_) {
-        ops::prelu_backward_from_output(x_, weight_.value, g, dx, weight_.grad);
-        x_ = Tensor<float, B>();
-        return dx;
-      }
-    }
-    ops::prelu_backward(x_, weight_.value, g, dx, weight_.grad);
+    if (kept_output_)
+      ops::prelu_backward_from_output(x_, weight_.value, g, dx, weight_.grad);
+    else
+      ops::prelu_backward(x_, weight_.value, g, dx, weight_.grad);
     x_ = Tensor<float, B>();
     return dx;
   }
-  /// Whether every slope is > 0 (read on the host; a device backend always keeps the input).
-  bool slopes_positive() const {
-    if constexpr (B::is_host) {
-      const float* a = weight_.value.data();
-      for (std::int64_t i = 0; i < weight_.value.numel(); ++i)
-        if (!(a[i] > 0.0f)) return false;
-      return true;
-    }
-    return false;
-  }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    weight_.path = join_path(p, "weight");
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    f(weight_);
-  }
-  template <class F>
-  void visit_buffers(F&&) {}
+  auto members() { return nn::members(param("weight", weight_)); }
   Parameter<B>& weight() { return weight_; }
 
  private:

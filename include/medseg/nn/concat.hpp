@@ -8,6 +8,7 @@
 
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -15,12 +16,12 @@ namespace medseg::nn {
 /// D, H, W; its channels add to x's. The child is named "body" unless Named (MONAI calls it
 /// "submodule": use Named<"submodule", Body>).
 template <Layer Body>
-class Concat : public LayerBase<typename Body::backend> {
+class Concat : public Module<Concat<Body>, typename Body::backend> {
  public:
   using B = typename Body::backend;
 
   explicit Concat(Body body, bool body_first = false) : body_(std::move(body)), body_first_(body_first) {
-    set_path("");
+    this->set_path("");
   }
 
   Tensor<float, B> forward(const Tensor<float, B>& x) {
@@ -49,27 +50,7 @@ class Concat : public LayerBase<typename Body::backend> {
     return dx_direct;
   }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    body_.set_path(join_path(p, child_name<Body>("body")));
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    body_.train(on);
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    LayerBase<B>::release_outputs();
-    release_child_outputs(body_);
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    body_.visit_parameters(f);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    body_.visit_buffers(f);
-  }
+  auto members() { return nn::members(child("body", body_)); }
 
   Body& body() { return body_; }
 

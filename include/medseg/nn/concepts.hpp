@@ -53,8 +53,9 @@ inline std::string join_path(std::string_view prefix, std::string_view name) {
   return std::string(prefix) + "." + std::string(name);
 }
 
-/// The state every layer has. Layers with parameters hide set_path and the visitors;
-/// composition types hide train too, to reach their children.
+/// The state every layer has. A layer with parameters, buffers or children derives from
+/// nn::Module instead (members.hpp), which derives set_path, the visitors, train and
+/// release_outputs from the one members() list the layer declares.
 template <class B>
 class LayerBase {
  public:
@@ -121,10 +122,10 @@ class LayerBase {
   /// dy as a contiguous tensor (a channel view from a concat is copied once).
   static Tensor<float, B> dense(const Tensor<float, B>& t) { return t.contiguous(); }
   /// Where a point-wise or per-set backward writes dx: into g itself when nobody else holds
-  /// it (a gradient moved in by a composition; the CPU kernels allow dx == dy), else fresh.
+  /// it (a gradient moved in by a composition) and the backend's kernels allow dx == dy
+  /// (B::gradients_in_place), else fresh.
   static Tensor<float, B> gradient_buffer(const Tensor<float, B>& g) {
-    if constexpr (B::is_host)
-      if (g.use_count() == 1 && g.is_contiguous()) return g;
+    if (B::gradients_in_place && g.use_count() == 1 && g.is_contiguous()) return g;
     return Tensor<float, B>::empty(g.shape());
   }
 

@@ -12,6 +12,7 @@
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
 #include "init.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -27,7 +28,7 @@ struct Conv3dOptions {
 namespace detail {
 /// The state and passes common to Conv3d and ConvTranspose3d; `kind` names it in errors.
 template <class B, bool Transposed>
-class ConvolutionLayer : public LayerBase<B> {
+class ConvolutionLayer : public Module<ConvolutionLayer<B, Transposed>, B> {
  public:
   /// The problem for an input of spatial size `input` (batch 1).
   Conv3dShape problem(std::int64_t batch, const std::array<std::int64_t, 3>& input) const {
@@ -42,14 +43,9 @@ class ConvolutionLayer : public LayerBase<B> {
     const Conv3dShape s = problem(x.size(0), {x.size(2), x.size(3), x.size(4)});
     s.validate(this->where(kind()));
     const Tensor<float, B> xc = x.contiguous();
-    Tensor<float, B> y;
-    if constexpr (B::is_host) {
-      // The op allocates y once its copy of x is gone (one activation less at the peak).
-      y = ops::conv3d_forward_alloc(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr);
-    } else {
-      y = this->output_buffer(s.output_shape());
-      ops::conv3d_forward(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
-    }
+    // The op allocates y when it suits the backend (on the CPU, once its copy of x is gone:
+    // one activation less at the peak).
+    Tensor<float, B> y = ops::conv3d_forward_alloc(s, xc, weight_.value, has_bias_ ? &bias_.value : nullptr);
     if (this->training_) {
       x_ = xc;
       last_ = s;
@@ -68,14 +64,8 @@ class ConvolutionLayer : public LayerBase<B> {
     Tensor<float, B> db;
     if (has_bias_) db = Tensor<float, B>::empty(bias_.value.shape());
     // Both gradients in one call: dy is brought into oneDNN's layout once for both.
-    Tensor<float, B> dx;
-    if constexpr (B::is_host) {
-      dx = ops::conv3d_backward_owned(last_, std::move(x_), weight_.value, std::move(g), input_gradient_, dw,
-                                      has_bias_ ? &db : nullptr);
-    } else {
-      if (input_gradient_) dx = Tensor<float, B>::empty(last_.input_shape());
-      ops::conv3d_backward(last_, x_, weight_.value, g, input_gradient_ ? &dx : nullptr, dw, has_bias_ ? &db : nullptr);
-    }
+    Tensor<float, B> dx = ops::conv3d_backward_owned(last_, std::move(x_), weight_.value, std::move(g), input_gradient_,
+                                                     dw, has_bias_ ? &db : nullptr);
     x_ = Tensor<float, B>();
     ops::accumulate(weight_.grad, dw);
     if (has_bias_) ops::accumulate(bias_.grad, db);
@@ -88,18 +78,7 @@ class ConvolutionLayer : public LayerBase<B> {
   void set_input_gradient(bool on) { input_gradient_ = on; }
   bool input_gradient() const { return input_gradient_; }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    weight_.path = join_path(p, "weight");
-    bias_.path = join_path(p, "bias");
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    f(weight_);
-    if (has_bias_) f(bias_);
-  }
-  template <class F>
-  void visit_buffers(F&&) {}
+  auto members() { return nn::members(param("weight", weight_), param("bias", bias_, has_bias_)); }
 
   Parameter<B>& weight() { return weight_; }
   Parameter<B>& bias() { return bias_; }

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "../backends/ops.hpp"
-#include "concepts.hpp"
+#include "normalization.hpp"
 
 namespace medseg::nn {
 
@@ -25,49 +25,29 @@ struct LayerNormOptions {
 ///   LayerNorm<Cpu> ln{{.normalized_shape = 768}};
 ///   LayerNorm<Cpu> ln3d{{.normalized_shape = 32, .axis = LayerNormAxis::channels}};
 template <class B = Cpu>
-class LayerNorm : public LayerBase<B> {
+class LayerNorm : public detail::Normalization<LayerNorm<B>, B> {
  public:
   using Options = LayerNormOptions;
+  static constexpr std::string_view kind = "LayerNorm";
   LayerNorm(const Options& o);  // NOLINT: implicit, as every layer
 
   Tensor<float, B> forward(const Tensor<float, B>& x);
-  Tensor<float, B> backward(const Tensor<float, B>& dy);
-
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    weight_.path = join_path(p, "weight");
-    bias_.path = join_path(p, "bias");
+  /// dy by reference: dx is always a fresh tensor.
+  Tensor<float, B> backward(const Tensor<float, B>& dy) {
+    this->check_backward(dy);
+    return this->backward_into(dy.contiguous(), Tensor<float, B>::empty(dy.shape()));
   }
-  template <class F>
-  void visit_parameters(F&& f) {
-    if (o_.elementwise_affine) f(weight_), f(bias_);
-  }
-  template <class F>
-  void visit_buffers(F&&) {}
-
-  Parameter<B>& weight() { return weight_; }
-  Parameter<B>& bias() { return bias_; }
 
  private:
   Options o_;
-  Parameter<B> weight_, bias_;
-  Tensor<float, B> x_;
-  ops::NormSets sets_;
-  ops::norm_stats_t<B> stats_;  // host vectors on the CPU, device tensors on the GPU
 };
 
 // ----------------------------------------------------------------------------------------
 // Implementation
 
 template <class B>
-LayerNorm<B>::LayerNorm(const Options& o) : o_(o) {
-  require(o.normalized_shape >= 1 && o.eps > 0.0, [&] {
-    return ErrorInfo{.where = "LayerNorm", .field = "normalized_shape/eps", .expected = ">= 1 and eps > 0",
-                     .actual = str(o.normalized_shape, ", ", o.eps)};
-  });
-  weight_ = make_parameter<B>("weight", Tensor<float, B>::ones({o.normalized_shape}));
-  bias_ = make_parameter<B>("bias", Tensor<float, B>::zeros({o.normalized_shape}));
-}
+LayerNorm<B>::LayerNorm(const Options& o)
+    : detail::Normalization<LayerNorm<B>, B>("normalized_shape", o.normalized_shape, o.eps, o.elementwise_affine), o_(o) {}
 
 template <class B>
 Tensor<float, B> LayerNorm<B>::forward(const Tensor<float, B>& x) {
@@ -80,29 +60,10 @@ Tensor<float, B> LayerNorm<B>::forward(const Tensor<float, B>& x) {
   });
   const Tensor<float, B> xc = x.contiguous();
   auto y = this->output_buffer(x.shape());
-  if (last)
-    sets_ = ops::NormSets::last_axis(x.numel() / c, c);
-  else
-    sets_ = ops::NormSets::channels(x.size(0), c, x.numel() / (x.size(0) * c));
-  auto stats = ops::normalize_forward(sets_, xc, y, o_.elementwise_affine ? weight_.value.data() : nullptr,
-                                      o_.elementwise_affine ? bias_.value.data() : nullptr, o_.eps);
-  if (this->training_) {
-    x_ = xc;
-    stats_ = std::move(stats);
-  }
+  const ops::NormSets sets =
+      last ? ops::NormSets::last_axis(x.numel() / c, c) : ops::NormSets::channels(x.size(0), c, x.numel() / (x.size(0) * c));
+  this->keep(xc, this->normalize(sets, xc, y));
   return y;
-}
-
-template <class B>
-Tensor<float, B> LayerNorm<B>::backward(const Tensor<float, B>& dy) {
-  this->require_forward("LayerNorm", x_.defined());
-  this->require_grad_shape("LayerNorm", dy, x_.shape());
-  auto dx = Tensor<float, B>::empty(x_.shape());
-  const bool affine = o_.elementwise_affine;
-  ops::normalize_backward(sets_, stats_, o_.eps, x_, dy.contiguous(), dx, affine ? weight_.value.data() : nullptr,
-                          affine ? weight_.grad.data() : nullptr, affine ? bias_.grad.data() : nullptr);
-  x_ = Tensor<float, B>();
-  return dx;
 }
 
 }  // namespace medseg::nn

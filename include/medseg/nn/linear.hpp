@@ -11,6 +11,7 @@
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
 #include "init.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -22,7 +23,7 @@ struct LinearOptions {
 /// x [..., in] -> y [..., out]. Parameters "weight" [out, in] and "bias" [out].
 ///   Linear<Cpu> proj{{.in_features = 96, .out_features = 288}};
 template <class B = Cpu>
-class Linear : public LayerBase<B> {
+class Linear : public Module<Linear<B>, B> {
  public:
   using Options = LinearOptions;
   Linear(const Options& o);  // NOLINT: implicit, as every layer
@@ -30,18 +31,7 @@ class Linear : public LayerBase<B> {
   Tensor<float, B> forward(const Tensor<float, B>& x);
   Tensor<float, B> backward(const Tensor<float, B>& dy);
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    weight_.path = join_path(p, "weight");
-    bias_.path = join_path(p, "bias");
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    f(weight_);
-    if (o_.bias) f(bias_);
-  }
-  template <class F>
-  void visit_buffers(F&&) {}
+  auto members() { return nn::members(param("weight", weight_), param("bias", bias_, o_.bias)); }
 
   Parameter<B>& weight() { return weight_; }
   Parameter<B>& bias() { return bias_; }
@@ -80,16 +70,7 @@ Tensor<float, B> Linear<B>::forward(const Tensor<float, B>& x) {
   out[out.rank() - 1] = o_.out_features;
   auto y = this->output_buffer(out);
   const auto y2 = y.reshape({rows, o_.out_features});
-  if (o_.bias && !B::is_host) {  // on a device, the rows of b are the product ones[rows,1] b[1,out]
-    ops::gemm(false, false, 1.0f, Tensor<float, B>::ones({rows, 1}), bias_.value.reshape({1, o_.out_features}), 0.0f,
-              y2);
-  } else if (o_.bias) {  // rows of b, then y = x W^T + y
-    const float* b = bias_.value.data();
-    float* py = y2.data();
-    parallel_for(0, rows, std::max<std::int64_t>(1, 4096 / o_.out_features), [&](std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t r = r0; r < r1; ++r) std::copy_n(b, o_.out_features, py + r * o_.out_features);
-    });
-  }
+  if (o_.bias) ops::fill_rows(bias_.value, y2);  // rows of b, then y = x W^T + y
   ops::gemm(false, true, 1.0f, x2, weight_.value, o_.bias ? 1.0f : 0.0f, y2);
   if (this->training_) {
     x_ = x2;
@@ -108,17 +89,7 @@ Tensor<float, B> Linear<B>::backward(const Tensor<float, B>& dy) {
   auto dx = Tensor<float, B>::empty({rows, o_.in_features});
   ops::gemm(false, false, 1.0f, g, weight_.value, 0.0f, dx);       // dx = dy W
   ops::gemm(true, false, 1.0f, g, x_, 1.0f, weight_.grad);          // dW += dy^T x
-  if (o_.bias && !B::is_host) {  // db += dy^T ones: the column sums, as one product on the device
-    ops::gemm(true, false, 1.0f, g, Tensor<float, B>::ones({rows, 1}), 1.0f,
-              bias_.grad.reshape({o_.out_features, 1}));
-  } else if (o_.bias) {
-    const float* pg = g.data();
-    float* db = bias_.grad.data();
-    std::vector<double> sum(static_cast<std::size_t>(o_.out_features), 0.0);  // row by row: unit stride
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < o_.out_features; ++j) sum[static_cast<std::size_t>(j)] += pg[r * o_.out_features + j];
-    for (std::int64_t j = 0; j < o_.out_features; ++j) db[j] += static_cast<float>(sum[static_cast<std::size_t>(j)]);
-  }
+  if (o_.bias) ops::accumulate_column_sums(g, bias_.grad);          // db += column sums of dy
   x_ = Tensor<float, B>();
   return dx.reshape(in_shape_);
 }

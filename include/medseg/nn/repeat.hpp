@@ -9,16 +9,21 @@
 #include <vector>
 
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
 /// A run of layers of one type: forward applies them in order, backward in reverse.
 template <Layer L>
-class Repeated : public LayerBase<typename L::backend> {
+class Repeated : public Module<Repeated<L>, typename L::backend> {
  public:
   using B = typename L::backend;
 
-  explicit Repeated(std::vector<L> layers) : layers_(std::move(layers)) { set_path(""); }
+  explicit Repeated(std::vector<L> layers) : layers_(std::move(layers)) { this->set_path(""); }
+  /// other's layers, named prefix + index ("unit0", "unit1", ... as MONAI's ResidualUnit).
+  Repeated(Repeated other, std::string prefix) : layers_(std::move(other.layers_)), prefix_(std::move(prefix)) {
+    this->set_path("");
+  }
 
   /// x by value, as Sequential's: a moved-in input is freed once the first layer has read it.
   Tensor<float, B> forward(Tensor<float, B> x) {
@@ -35,26 +40,8 @@ class Repeated : public LayerBase<typename L::backend> {
     return g;
   }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i].set_path(join_path(p, std::to_string(i)));
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    for (auto& l : layers_) l.train(on);
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    LayerBase<B>::release_outputs();
-    for (auto& l : layers_) release_child_outputs(l);
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    for (auto& l : layers_) l.visit_parameters(f);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    for (auto& l : layers_) l.visit_buffers(f);
+  auto members() {
+    return nn::members(children(layers_, [this](std::size_t i) { return prefix_ + std::to_string(i); }));
   }
 
   std::size_t size() const { return layers_.size(); }
@@ -62,6 +49,7 @@ class Repeated : public LayerBase<typename L::backend> {
 
  private:
   std::vector<L> layers_;
+  std::string prefix_;
 };
 
 /// n layers made by factory(), or factory(i) when it takes the index:

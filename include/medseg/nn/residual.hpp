@@ -8,6 +8,7 @@
 
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -25,14 +26,14 @@ class Identity : public LayerBase<B> {
 ///   Residual res{repeat(3, [] { return ConvNormAct<Cpu>{...}; })};     // x + f(x)
 ///   Residual proj{body, Conv3d<Cpu>{{.in_channels = 16, .out_channels = 32, .kernel = {1, 1, 1}}}};
 template <Layer Body, Layer Projection = Identity<typename Body::backend>>
-class Residual : public LayerBase<typename Body::backend> {
+class Residual : public Module<Residual<Body, Projection>, typename Body::backend> {
  public:
   using B = typename Body::backend;
   static constexpr bool has_projection = !std::same_as<Projection, Identity<B>>;
 
   explicit Residual(Body body, Projection projection = Projection())
       : body_(std::move(body)), projection_(std::move(projection)) {
-    set_path("");
+    this->set_path("");
   }
 
   Tensor<float, B> forward(const Tensor<float, B>& x) {
@@ -69,32 +70,7 @@ class Residual : public LayerBase<typename Body::backend> {
     return dx;
   }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    body_.set_path(join_path(p, child_name<Body>("body")));
-    projection_.set_path(join_path(p, child_name<Projection>("projection")));
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    body_.train(on);
-    projection_.train(on);
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    LayerBase<B>::release_outputs();
-    release_child_outputs(body_);
-    release_child_outputs(projection_);
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    body_.visit_parameters(f);
-    projection_.visit_parameters(f);
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    body_.visit_buffers(f);
-    projection_.visit_buffers(f);
-  }
+  auto members() { return nn::members(child("body", body_), child("projection", projection_)); }
 
   Body& body() { return body_; }
   Projection& projection() { return projection_; }

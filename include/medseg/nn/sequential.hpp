@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -18,7 +19,7 @@ namespace medseg::nn {
 /// Pitfall: `Sequential s{other_sequential}` deduces a copy of other_sequential (class
 /// template argument deduction prefers the copy); spell the type to wrap a lone Sequential.
 template <Layer First, Layer... Rest>
-class Sequential : public LayerBase<typename First::backend> {
+class Sequential : public Module<Sequential<First, Rest...>, typename First::backend> {
   static_assert((std::same_as<typename First::backend, typename Rest::backend> && ...),
                 "medseg: every layer of a Sequential must use the same backend");
 
@@ -26,7 +27,7 @@ class Sequential : public LayerBase<typename First::backend> {
   using B = typename First::backend;
   static constexpr std::size_t size = 1 + sizeof...(Rest);
 
-  Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) { set_path(""); }
+  Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) { this->set_path(""); }
 
   /// x by value: a caller that moves its tensor in lets it go once the first child is done
   /// with it (in eval mode, a temporary such as a skip concatenation is freed there).
@@ -38,28 +39,11 @@ class Sequential : public LayerBase<typename First::backend> {
     return backward_all(std::move(dy), std::make_index_sequence<size>{});
   }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    for_each_indexed([&](auto& l, std::size_t i) {
-      l.set_path(join_path(p, child_name<std::remove_cvref_t<decltype(l)>>(std::to_string(i))));
-    });
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    for_each_indexed([&](auto& l, std::size_t) { l.train(on); });
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    LayerBase<B>::release_outputs();
-    for_each_indexed([&](auto& l, std::size_t) { release_child_outputs(l); });
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    for_each_indexed([&](auto& l, std::size_t) { l.visit_parameters(f); });
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    for_each_indexed([&](auto& l, std::size_t) { l.visit_buffers(f); });
+  /// Child I is named "I" unless Named.
+  auto members() {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return nn::members(child(std::to_string(I), std::get<I>(layers_))...);
+    }(std::make_index_sequence<size>{});
   }
 
   template <std::size_t I>
@@ -87,11 +71,6 @@ class Sequential : public LayerBase<typename First::backend> {
     ((g = std::get<size - 1 - I>(layers_).backward(std::move(g))), ...);
     return g;
   }
-  template <class F>
-  void for_each_indexed(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::get<I>(layers_), I), ...); }(std::make_index_sequence<size>{});
-  }
-
   std::tuple<First, Rest...> layers_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "../backends/ops.hpp"
 #include "concepts.hpp"
+#include "members.hpp"
 
 namespace medseg::nn {
 
@@ -20,7 +21,7 @@ enum class SkipOrder { upsampled_first, skip_first };
 /// Shapes: up(inner(down(e))) must have e's batch and spatial sizes; the decoder takes the
 /// sum of both channel counts.
 template <Layer Encoder, Layer Down, Layer Inner, Layer Up, Layer Decoder>
-class UNetLevel : public LayerBase<typename Encoder::backend> {
+class UNetLevel : public Module<UNetLevel<Encoder, Down, Inner, Up, Decoder>, typename Encoder::backend> {
  public:
   using B = typename Encoder::backend;
 
@@ -28,7 +29,7 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
             SkipOrder order = SkipOrder::upsampled_first)
       : encoder_(std::move(encoder)), down_(std::move(down)), inner_(std::move(inner)), up_(std::move(up)),
         decoder_(std::move(decoder)), order_(order) {
-    set_path("");
+    this->set_path("");
   }
 
   Tensor<float, B> forward(const Tensor<float, B>& x) {
@@ -64,30 +65,9 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
     return encoder_.backward(de);  // de is a view of dc: a copy is made where a layer needs one
   }
 
-  void set_path(const std::string& p) {
-    this->path_ = p;
-    encoder_.set_path(join_path(p, child_name<Encoder>("encoder")));
-    down_.set_path(join_path(p, child_name<Down>("down")));
-    inner_.set_path(join_path(p, child_name<Inner>("inner")));
-    up_.set_path(join_path(p, child_name<Up>("up")));
-    decoder_.set_path(join_path(p, child_name<Decoder>("decoder")));
-  }
-  void train(bool on = true) {
-    this->training_ = on;
-    for_each([&](auto& l) { l.train(on); });
-  }
-  void eval() { train(false); }
-  void release_outputs() {
-    LayerBase<B>::release_outputs();
-    for_each([&](auto& l) { release_child_outputs(l); });
-  }
-  template <class F>
-  void visit_parameters(F&& f) {
-    for_each([&](auto& l) { l.visit_parameters(f); });
-  }
-  template <class F>
-  void visit_buffers(F&& f) {
-    for_each([&](auto& l) { l.visit_buffers(f); });
+  auto members() {
+    return nn::members(child("encoder", encoder_), child("down", down_), child("inner", inner_), child("up", up_),
+                       child("decoder", decoder_));
   }
 
   Encoder& encoder() { return encoder_; }
@@ -95,11 +75,6 @@ class UNetLevel : public LayerBase<typename Encoder::backend> {
   Decoder& decoder() { return decoder_; }
 
  private:
-  template <class F>
-  void for_each(F&& f) {
-    f(encoder_), f(down_), f(inner_), f(up_), f(decoder_);
-  }
-
   Encoder encoder_;
   Down down_;
   Inner inner_;

@@ -1,8 +1,8 @@
 // Adam and AdamW, step for step as torch.optim.Adam and torch.optim.AdamW (with the optional
 // AMSGrad maximum). Adam adds weight decay to the gradient (L2); AdamW decays the weights
 // directly (Loshchilov & Hutter), which is what transformer models (UNETR, nnFormer) train with.
-// On the CPU or the GPU (the Cuda kernel: backends/cuda/optim.hpp), with the same float
-// operations in the same order.
+// On the CPU or the GPU (ops::adam_update: backends/cpu/optim.hpp, backends/cuda/optim.hpp),
+// with the same float operations in the same order.
 #pragma once
 
 #include <cmath>
@@ -68,15 +68,11 @@ class AdamCore {
  private:
   nn::ParameterList<B> params_;
   AdamOptions options_;
-  std::vector<Chunk> chunks_;
+  std::vector<ops::Chunk> chunks_;
   std::vector<Tensor<float, B>> exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
-  FusedTable<B> table_;
+  ops::FusedTable<B> table_;
   std::int64_t steps_ = 0;
 };
-
-/// One Adam step over every chunk of `table` on the thread pool (state: exp_avg, exp_avg_sq,
-/// max_exp_avg_sq or null).
-inline void adam_update(const FusedTable<Cpu>& table, const AdamStep& step);
 
 }  // namespace detail
 
@@ -104,25 +100,6 @@ AdamW(std::vector<nn::Parameter<B>>, AdamWOptions) -> AdamW<B>;
 // Implementation
 
 namespace detail {
-
-/// The element loop, in PyTorch's operation order. (It stays scalar under GCC's default
-/// -fmath-errno: std::sqrt keeps an errno path; the loop is threaded by chunks.)
-inline void adam_elements(const AdamScalars& k, float* p, const float* g, float* m, float* v, float* vmax,
-                          std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    p[i] *= k.shrink;
-    const float gi = g[i] + k.l2 * p[i];
-    m[i] = m[i] * k.b1 + k.one_b1 * gi;
-    v[i] = v[i] * k.b2 + k.one_b2 * gi * gi;
-    float second = v[i];
-    if (vmax) {
-      vmax[i] = vmax[i] > v[i] ? vmax[i] : v[i];
-      second = vmax[i];
-    }
-    const float denom = std::sqrt(second) / k.bc2_sqrt + k.eps;
-    p[i] = p[i] + k.neg_step * m[i] / denom;  // PyTorch's addcdiv order
-  }
-}
 
 template <class B, bool Decoupled>
 AdamCore<B, Decoupled>::AdamCore(nn::ParameterList<B> params, AdamOptions options)
@@ -156,22 +133,13 @@ void AdamCore<B, Decoupled>::step() {
   const float b2 = static_cast<float>(options_.beta2), one_b2 = static_cast<float>(1.0 - options_.beta2);
   const float eps = static_cast<float>(options_.eps);
   auto scalars = [&](double wd) {
-    return AdamScalars{.b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2, .eps = eps, .neg_step = neg_step,
-                       .bc2_sqrt = bc2_sqrt, .l2 = Decoupled ? 0.0f : static_cast<float>(wd),
-                       .shrink = Decoupled ? static_cast<float>(1.0 - options_.lr * wd) : 1.0f};
+    return ops::AdamScalars{.b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2, .eps = eps,
+                            .neg_step = neg_step, .bc2_sqrt = bc2_sqrt,
+                            .l2 = Decoupled ? 0.0f : static_cast<float>(wd),
+                            .shrink = Decoupled ? static_cast<float>(1.0 - options_.lr * wd) : 1.0f};
   };
   table_.refresh(fused_tensors(params_, {&exp_avg_, &exp_avg_sq_, &max_exp_avg_sq_}), chunks_);
-  adam_update(table_, {.decayed = scalars(options_.weight_decay), .undecayed = scalars(0.0)});
-}
-
-inline void adam_update(const FusedTable<Cpu>& table, const AdamStep& step) {
-  const auto& tensors = table.host_tensors();
-  for_each_chunk(table.host_chunks(), [&](const Chunk& c) {
-    const FusedTensor& t = tensors[c.param];
-    float* vmax = t.state[2];
-    adam_elements(t.decay ? step.decayed : step.undecayed, t.value + c.begin, t.grad + c.begin, t.state[0] + c.begin,
-                  t.state[1] + c.begin, vmax ? vmax + c.begin : nullptr, c.end - c.begin);
-  });
+  ops::adam_update(table_, {.decayed = scalars(options_.weight_decay), .undecayed = scalars(0.0)});
 }
 
 template <class B, bool Decoupled>

@@ -1,5 +1,6 @@
 // What every optimizer in optim/ shares: the LrControlled concept schedules drive, the
-// parameter checks and their split into the chunks of the fused update (optim/fused.hpp),
+// parameter checks and their split into the chunks of the fused update (the table and the
+// kernels: backends/optim.hpp, reached with every backend's kernels through backends/ops.hpp),
 // and exact text for scalars kept in checkpoint metadata. Backend-generic: state tensors
 // live where the parameters live, and checkpoints copy them through the host.
 #pragma once
@@ -16,15 +17,10 @@
 #include <string_view>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "../core/error.hpp"
-#include "../core/parallel.hpp"
 #include "../nn/parameter.hpp"
 #include "../nn/safetensors.hpp"
-#include "fused.hpp"
-
-#if defined(MEDSEG_WITH_CUDA) && MEDSEG_WITH_CUDA
-#include "../backends/cuda/optim.hpp"
-#endif
 
 namespace medseg::optim {
 
@@ -40,8 +36,8 @@ namespace detail {
 /// Checks `params` (defined, contiguous, gradient of the value's shape, unique paths) and
 /// splits them into chunks for the fused loop.
 template <class B>
-std::vector<Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterList<B>& params) {
-  std::vector<Chunk> chunks;
+std::vector<ops::Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterList<B>& params) {
+  std::vector<ops::Chunk> chunks;
   std::set<std::string> seen;
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
@@ -57,8 +53,8 @@ std::vector<Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterLi
     require(seen.insert(p.path).second, [&] {
       return ErrorInfo{.where = where, .field = "path", .expected = "unique parameter paths", .actual = "a duplicate"};
     });
-    for (std::int64_t b = 0; b < p.value.numel(); b += chunk_elements)
-      chunks.push_back({i, b, std::min(p.value.numel(), b + chunk_elements)});
+    for (std::int64_t b = 0; b < p.value.numel(); b += ops::chunk_elements)
+      chunks.push_back({i, b, std::min(p.value.numel(), b + ops::chunk_elements)});
   }
   return chunks;
 }
@@ -66,9 +62,9 @@ std::vector<Chunk> plan_chunks(std::string_view optimizer, const nn::ParameterLi
 /// The fused table's entries for `params` with up to three state tensors each (`states[k]`
 /// empty: slot k unused).
 template <class B>
-std::vector<FusedTensor> fused_tensors(const nn::ParameterList<B>& params,
-                                       std::initializer_list<const std::vector<Tensor<float, B>>*> states) {
-  std::vector<FusedTensor> out(params.size());
+std::vector<ops::FusedTensor> fused_tensors(const nn::ParameterList<B>& params,
+                                            std::initializer_list<const std::vector<Tensor<float, B>>*> states) {
+  std::vector<ops::FusedTensor> out(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
     out[i] = {.value = params[i].value.data(), .grad = params[i].grad.data(), .numel = params[i].value.numel(),
               .decay = params[i].decay};

@@ -1,8 +1,8 @@
 // Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay, step for
 // step as torch.optim.SGD (nnU-Net trains with momentum 0.99, Nesterov, weight decay 3e-5;
 // MedicalSeg's VNet with momentum 0.9). Parameters are updated in place through their handles,
-// on the CPU or the GPU (the Cuda kernel: backends/cuda/optim.hpp), with the same float
-// operations in the same order.
+// on the CPU or the GPU (ops::sgd_update: backends/cpu/optim.hpp, backends/cuda/optim.hpp),
+// with the same float operations in the same order.
 #pragma once
 
 #include <cstdint>
@@ -61,19 +61,14 @@ class SGD {
  private:
   nn::ParameterList<B> params_;
   SGDOptions options_;
-  std::vector<detail::Chunk> chunks_;
+  std::vector<ops::Chunk> chunks_;
   std::vector<Tensor<float, B>> momentum_;  // empty without momentum
-  detail::FusedTable<B> table_;
+  ops::FusedTable<B> table_;
   std::int64_t steps_ = 0;
 };
 
 template <class B>
 SGD(std::vector<nn::Parameter<B>>, SGDOptions) -> SGD<B>;
-
-namespace detail {
-/// One SGD step over every chunk of `table` on the thread pool (state[0]: momentum buffer).
-inline void sgd_update(const FusedTable<Cpu>& table, const SgdScalars& k);
-}  // namespace detail
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -99,15 +94,15 @@ template <class B>
 void SGD<B>::step() {
   // Scalars are rounded to float once, as PyTorch does when it applies a Python float to a
   // float32 tensor, so trajectories agree to float rounding.
-  const detail::SgdScalars k{.lr = static_cast<float>(options_.lr),
-                             .momentum = static_cast<float>(options_.momentum),
-                             .keep = static_cast<float>(1.0 - options_.dampening),
-                             .weight_decay = static_cast<float>(options_.weight_decay),
-                             .use_momentum = !momentum_.empty(),
-                             .first = steps_ == 0,
-                             .nesterov = options_.nesterov};
+  const ops::SgdScalars k{.lr = static_cast<float>(options_.lr),
+                          .momentum = static_cast<float>(options_.momentum),
+                          .keep = static_cast<float>(1.0 - options_.dampening),
+                          .weight_decay = static_cast<float>(options_.weight_decay),
+                          .use_momentum = !momentum_.empty(),
+                          .first = steps_ == 0,
+                          .nesterov = options_.nesterov};
   table_.refresh(detail::fused_tensors(params_, {&momentum_}), chunks_);
-  detail::sgd_update(table_, k);
+  ops::sgd_update(table_, k);
   ++steps_;
 }
 
@@ -129,36 +124,4 @@ void SGD<B>::load_state(const safetensors::File& file, const std::string& prefix
   set_lr(detail::metadata_number(file, prefix + "lr", name));
 }
 
-namespace detail {
-
-inline void sgd_update(const FusedTable<Cpu>& table, const SgdScalars& k) {
-  const auto& tensors = table.host_tensors();
-  // The variant is chosen once per chunk, so each inner loop is branch-free and vectorises.
-  auto update = [&]<bool Momentum, bool First, bool Nesterov>(const Chunk& c) {
-    const FusedTensor& t = tensors[c.param];
-    const float wd = t.decay ? k.weight_decay : 0.0f;
-    const float lr = k.lr, mu = k.momentum, keep = k.keep;
-    float* p = t.value;
-    const float* g = t.grad;
-    float* buf = Momentum ? t.state[0] : nullptr;
-    for (std::int64_t i = c.begin; i < c.end; ++i) {
-      float d = g[i] + wd * p[i];
-      if constexpr (Momentum) {
-        buf[i] = First ? d : buf[i] * mu + keep * d;
-        d = Nesterov ? d + mu * buf[i] : buf[i];
-      }
-      p[i] = p[i] + (-lr) * d;
-    }
-  };
-  for_each_chunk(table.host_chunks(), [&](const Chunk& c) {
-    if (!k.use_momentum)
-      update.template operator()<false, false, false>(c);
-    else if (k.nesterov)
-      k.first ? update.template operator()<true, true, true>(c) : update.template operator()<true, false, true>(c);
-    else
-      k.first ? update.template operator()<true, true, false>(c) : update.template operator()<true, false, false>(c);
-  });
-}
-
-}  // namespace detail
 }  // namespace medseg::optim

@@ -1,29 +1,27 @@
 // Crop to the nonzero bounding box (nnU-Net's crop_to_nonzero) and put the crop back
 // (restore, for predictions), and padding (constant, edge, reflect; to a minimum shape,
 // centred as nnU-Net's pad_nd_image). Image versions move the origin so world positions stay.
+// The box and the crop run on the tensor's backend (backends/ops.hpp); pad and restore have
+// CPU kernels only, so a device tensor makes a trip to the host and back for them.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "../core/error.hpp"
-#include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 #include "../io/image.hpp"
 #include "resample.hpp"
 
 namespace medseg::preprocess {
 
-/// A box of voxels [begin, end) per spatial axis, in tensor order (D, H, W).
-struct Box {
-  Extent3 begin{}, end{};
-  Extent3 shape() const { return {end[0] - begin[0], end[1] - begin[1], end[2] - begin[2]}; }
-  friend bool operator==(const Box&, const Box&) = default;
-};
+/// A box of voxels [begin, end) per spatial axis, in tensor order (D, H, W); shape() its extent.
+using ops::Box;
 
 /// The smallest box holding every element of x (any channel of [C,D,H,W]) that differs from
 /// `background`; the whole grid when there is none, so cropping to it is then a no-op.
@@ -88,96 +86,46 @@ inline std::string box_text(const Box& b) {
          std::to_string(b.end[1]) + "," + std::to_string(b.begin[2]) + ":" + std::to_string(b.end[2]) + "]";
 }
 
-/// Copies the box `from` of src (spatial extent `src_e`) to the box `to` of dst (extent
-/// `dst_e`), every channel; both boxes have the same shape.
-template <class T>
-void copy_box(const T* src, const Extent3& src_e, const Extent3& from, T* dst, const Extent3& dst_e,
-              const Extent3& to, const Extent3& size, std::int64_t channels) {
-  const std::int64_t rows = channels * size[0] * size[1];
-  parallel_for(0, rows, 64, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) {
-      const std::int64_t c = r / (size[0] * size[1]);
-      const std::int64_t d = (r / size[1]) % size[0], h = r % size[1];
-      const T* s = src + ((c * src_e[0] + from[0] + d) * src_e[1] + from[1] + h) * src_e[2] + from[2];
-      T* o = dst + ((c * dst_e[0] + to[0] + d) * dst_e[1] + to[1] + h) * dst_e[2] + to[2];
-      std::memcpy(o, s, static_cast<std::size_t>(size[2]) * sizeof(T));
-    }
-  });
+/// pad and restore compute on the host: a device tensor goes down and its result comes back
+/// up (what prepare_cuda.hpp does with whole images); a host tensor is used in place.
+template <class T, class B>
+Tensor<T, Cpu> on_host(const Tensor<T, B>& x) {
+  if constexpr (std::same_as<B, Cpu>)
+    return x.contiguous();
+  else
+    return x.template to<Cpu>();
+}
+template <class B, class T>
+Tensor<T, B> from_host(const Tensor<T, Cpu>& x) {
+  if constexpr (std::same_as<B, Cpu>)
+    return x;
+  else
+    return x.template to<B>();
 }
 
 }  // namespace detail
 
 template <class T, class B>
 Box nonzero_box(const Tensor<T, B>& x, T background) {
-  static_assert(B::is_host, "medseg::preprocess::nonzero_box has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
-  const Extent3 e = detail::spatial_extent(x.shape(), "nonzero_box");
-  const Tensor<T, B> c = x.contiguous();
-  const std::int64_t channels = x.rank() == 4 ? x.size(0) : 1;
-  // Per slice d: the extent of the nonzero rows and columns, then combined.
-  std::vector<Box> per_slice(static_cast<std::size_t>(e[0]));
-  parallel_for(0, e[0], 1, [&](std::int64_t b, std::int64_t end) {
-    for (std::int64_t d = b; d < end; ++d) {
-      Box s{{d, e[1], e[2]}, {d, -1, -1}};
-      for (std::int64_t ch = 0; ch < channels; ++ch)
-        for (std::int64_t h = 0; h < e[1]; ++h) {
-          const T* row = c.data() + ((ch * e[0] + d) * e[1] + h) * e[2];
-          std::int64_t first = e[2], last = -1;
-          for (std::int64_t w = 0; w < e[2]; ++w)
-            if (row[w] != background) {
-              first = w;
-              break;
-            }
-          if (first == e[2]) continue;
-          for (std::int64_t w = e[2] - 1; w >= first; --w)
-            if (row[w] != background) {
-              last = w;
-              break;
-            }
-          s.begin[1] = std::min(s.begin[1], h);
-          s.end[1] = std::max(s.end[1], h);
-          s.begin[2] = std::min(s.begin[2], first);
-          s.end[2] = std::max(s.end[2], last);
-          s.end[0] = d + 1;
-        }
-      per_slice[static_cast<std::size_t>(d)] = s;
-    }
-  });
-  Box box{{e[0], e[1], e[2]}, {-1, -1, -1}};
-  for (const auto& s : per_slice) {
-    if (s.end[1] < 0) continue;
-    box.begin[0] = std::min(box.begin[0], s.begin[0]);
-    box.end[0] = std::max(box.end[0], s.end[0]);
-    for (int a = 1; a < 3; ++a) {
-      const auto i = static_cast<std::size_t>(a);
-      box.begin[i] = std::min(box.begin[i], s.begin[i]);
-      box.end[i] = std::max(box.end[i], s.end[i] + 1);
-    }
-  }
-  if (box.end[0] < 0) return Box{{0, 0, 0}, e};
-  return box;
+  detail::spatial_extent(x.shape(), "nonzero_box");
+  return ops::nonzero_box(x.contiguous(), background);
 }
 
 template <class T, class B>
 Tensor<T, B> crop(const Tensor<T, B>& x, const Box& box) {
-  static_assert(B::is_host, "medseg::preprocess::crop has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   const Extent3 e = detail::spatial_extent(x.shape(), "crop");
   for (std::size_t a = 0; a < 3; ++a)
     require(box.begin[a] >= 0 && box.begin[a] < box.end[a] && box.end[a] <= e[a], [&] {
       return ErrorInfo{.where = "preprocess::crop", .field = "box", .expected = "a non-empty box inside " + x.shape().to_string(),
                        .actual = detail::box_text(box)};
     });
-  const Tensor<T, B> c = x.contiguous();
-  const std::int64_t channels = x.rank() == 4 ? x.size(0) : 1;
   auto out = Tensor<T, B>::empty(detail::with_spatial(x.shape(), box.shape()));
-  detail::copy_box(c.data(), e, box.begin, out.data(), box.shape(), {0, 0, 0}, box.shape(), channels);
+  ops::crop(x.contiguous(), box, out);
   return out;
 }
 
 template <class T, class B>
 Tensor<T, B> restore(const Tensor<T, B>& cropped, const Box& box, const Extent3& full, T fill) {
-  static_assert(B::is_host, "medseg::preprocess::restore has no implementation for this backend yet");
   const Extent3 e = detail::spatial_extent(cropped.shape(), "restore");
   for (std::size_t a = 0; a < 3; ++a)
     require(box.begin[a] >= 0 && box.end[a] <= full[a] && box.end[a] - box.begin[a] == e[a], [&] {
@@ -187,11 +135,9 @@ Tensor<T, B> restore(const Tensor<T, B>& cropped, const Box& box, const Extent3&
                                    std::to_string(full[2]) + "]",
                        .actual = detail::box_text(box)};
     });
-  const Tensor<T, B> c = cropped.contiguous();
-  auto out = Tensor<T, B>::full(detail::with_spatial(cropped.shape(), full), fill);
-  const std::int64_t channels = cropped.rank() == 4 ? cropped.size(0) : 1;
-  detail::copy_box(c.data(), e, {0, 0, 0}, out.data(), full, box.begin, e, channels);
-  return out;
+  auto out = Tensor<T, Cpu>::full(detail::with_spatial(cropped.shape(), full), fill);
+  ops::paste(detail::on_host(cropped), box, out);
+  return detail::from_host<B>(out);
 }
 
 inline Padding padding_to(const Extent3& shape, const Extent3& minimum) {
@@ -206,7 +152,6 @@ inline Padding padding_to(const Extent3& shape, const Extent3& minimum) {
 
 template <class T, class B>
 Tensor<T, B> pad(const Tensor<T, B>& x, const Padding& padding, PadMode mode, T value) {
-  static_assert(B::is_host, "medseg::preprocess::pad has no implementation for this backend yet");
   const Extent3 e = detail::spatial_extent(x.shape(), "pad");
   Extent3 o{};
   for (std::size_t a = 0; a < 3; ++a) {
@@ -227,31 +172,14 @@ Tensor<T, B> pad(const Tensor<T, B>& x, const Padding& padding, PadMode mode, T 
       if (s < 0 || s >= e[a]) {
         if (mode == PadMode::constant) m = -1;
         else if (mode == PadMode::edge) m = std::clamp<std::int64_t>(s, 0, e[a] - 1);
-        else m = detail::mirror_index(s, e[a]);
+        else m = ops::mirror_index(s, e[a]);
       }
       src[a][static_cast<std::size_t>(i)] = m;
     }
   }
-  const Tensor<T, B> c = x.contiguous();
-  auto out = Tensor<T, B>::empty(detail::with_spatial(x.shape(), o));
-  const std::int64_t channels = x.rank() == 4 ? x.size(0) : 1;
-  parallel_for(0, channels * o[0] * o[1], 64, [&](std::int64_t b, std::int64_t end) {
-    for (std::int64_t r = b; r < end; ++r) {
-      const std::int64_t ch = r / (o[0] * o[1]), d = (r / o[1]) % o[0], h = r % o[1];
-      T* row = out.data() + r * o[2];
-      const std::int64_t sd = src[0][static_cast<std::size_t>(d)], sh = src[1][static_cast<std::size_t>(h)];
-      if (sd < 0 || sh < 0) {
-        std::fill(row, row + o[2], value);
-        continue;
-      }
-      const T* in = c.data() + ((ch * e[0] + sd) * e[1] + sh) * e[2];
-      for (std::int64_t w = 0; w < o[2]; ++w) {
-        const std::int64_t sw = src[2][static_cast<std::size_t>(w)];
-        row[w] = sw < 0 ? value : in[sw];
-      }
-    }
-  });
-  return out;
+  auto out = Tensor<T, Cpu>::empty(detail::with_spatial(x.shape(), o));
+  ops::pad(detail::on_host(x), src, value, out);
+  return detail::from_host<B>(out);
 }
 
 template <class T>

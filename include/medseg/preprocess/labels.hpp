@@ -1,6 +1,8 @@
 // Label-map operations: remapping label values (and an ignore label for what a dataset does not
 // annotate), and connected components with 6- or 26-connectivity: component labelling as
 // scipy.ndimage.label numbers it, keeping the largest component, dropping small ones.
+// Remapping and ignore labels run on the tensor's backend (backends/ops.hpp); the components
+// are a CPU algorithm on Tensor<L, Cpu> (a serial union-find).
 #pragma once
 
 #include <algorithm>
@@ -12,15 +14,17 @@
 #include <utility>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "resample.hpp"
 
 namespace medseg::preprocess {
 
 /// (from, to) pairs; the element type comes from the label map, not from the braces.
 template <class L>
-using LabelMapping = std::vector<std::pair<std::type_identity_t<L>, std::type_identity_t<L>>>;
+using LabelMapping = ops::LabelMapping<L>;
 
 /// Labels replaced by `mapping` (from, to); values not in it keep their value, or become
 /// `unmapped` when given (an ignore label for classes a task leaves out).
@@ -74,46 +78,23 @@ Tensor<L, Cpu> remove_small_components(const Tensor<L, Cpu>& seg, std::int64_t m
 template <class L, class B>
 Tensor<L, B> remap_labels(const Tensor<L, B>& seg, const LabelMapping<L>& mapping,
                           std::optional<std::type_identity_t<L>> unmapped) {
-  static_assert(B::is_host, "medseg::preprocess::remap_labels has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
+  detail::require_defined(seg, "remap_labels");
   const Tensor<L, B> c = seg.contiguous();
   auto out = Tensor<L, B>::empty(c.shape());
-  parallel_for(0, c.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
-    L last_in{}, last_out{};
-    bool cached = false;
-    for (std::int64_t i = b; i < e; ++i) {
-      const L v = c.data()[i];
-      if (!cached || v != last_in) {  // label maps are long runs: look each run up once
-        last_in = v;
-        last_out = unmapped.value_or(v);
-        for (const auto& [from, to] : mapping)
-          if (from == v) {
-            last_out = to;
-            break;
-          }
-        cached = true;
-      }
-      out.data()[i] = last_out;
-    }
-  });
+  ops::remap_labels(c, mapping, std::optional<L>(unmapped), out);
   return out;
 }
 
 template <class L, class M, class B>
 Tensor<L, B> set_ignore_label(const Tensor<L, B>& seg, const Tensor<M, B>& mask, L ignore) {
-  static_assert(B::is_host, "medseg::preprocess::set_ignore_label has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   require(mask.defined() && seg.defined() && mask.shape() == seg.shape(), [&] {
     return ErrorInfo{.where = "preprocess::set_ignore_label", .field = "mask",
                      .expected = "the label map's shape " + (seg.defined() ? seg.shape().to_string() : std::string("?")),
                      .actual = mask.defined() ? mask.shape().to_string() : "an undefined tensor"};
   });
   const Tensor<L, B> c = seg.contiguous();
-  const Tensor<M, B> m = mask.contiguous();
   auto out = Tensor<L, B>::empty(c.shape());
-  parallel_for(0, c.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) out.data()[i] = m.data()[i] != M(0) ? c.data()[i] : ignore;
-  });
+  ops::set_ignore_label(c, mask.contiguous(), ignore, out);
   return out;
 }
 

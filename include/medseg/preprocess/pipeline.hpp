@@ -4,6 +4,7 @@
 //   [{"op": "hu_window", "lo": -1250, "hi": 250}, {"op": "resample", "shape": [128, 128, 128]}]
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,10 +16,10 @@
 
 #include "../core/error.hpp"
 #include "../io/image.hpp"
+#include "../io/json_fields.hpp"
 #include "crop.hpp"
 #include "intensity.hpp"
 #include "labels.hpp"
-#include "on_device.hpp"
 #include "resample.hpp"
 #include "segmentation_resample.hpp"
 
@@ -91,139 +92,81 @@ inline Extent3 spatial_of(const Shape& s) {
   return {s[r - 3], s[r - 2], s[r - 1]};
 }
 
-template <class V>
-V json_get(const nlohmann::json& j, const char* key, const std::string& where, const char* expected) {
-  try {
-    return j.at(key).get<V>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error{{.where = where, .field = key, .expected = expected,
-                 .actual = j.contains(key) ? j.at(key).dump() : std::string("nothing (missing)")}};
-  }
-}
+/// The JSON names of the steps' enumerations.
+inline constexpr std::array<EnumName<GridMode>, 2> grid_names{{{"corners", GridMode::corners}, {"extent", GridMode::extent}}};
+inline constexpr std::array<EnumName<PadMode>, 3> pad_mode_names{
+    {{"constant", PadMode::constant}, {"edge", PadMode::edge}, {"reflect", PadMode::reflect}}};
+inline constexpr std::array<EnumName<ComponentsOf>, 2> components_of_names{
+    {{"each_label", ComponentsOf::each_label}, {"foreground", ComponentsOf::foreground}}};
 
-template <class V>
-std::optional<V> json_opt(const nlohmann::json& j, const char* key, const std::string& where, const char* expected) {
-  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
-  return json_get<V>(j, key, where, expected);
-}
-
-inline Connectivity parse_connectivity(const nlohmann::json& j, const std::string& where) {
-  const int c = json_opt<int>(j, "connectivity", where, "6 or 26").value_or(26);
-  require(c == 6 || c == 26, [&] {
-    return ErrorInfo{.where = where, .field = "connectivity", .expected = "6 or 26", .actual = std::to_string(c)};
-  });
+inline Connectivity parse_connectivity(JsonReader& r) {
+  const int c = r.opt<int>("connectivity").value_or(26);
+  if (c != 6 && c != 26) r.fail("connectivity", "6 or 26", *r.find("connectivity"));
   return c == 6 ? Connectivity::faces : Connectivity::full;
 }
 
 }  // namespace detail
 
 inline Step parse_step(const nlohmann::json& j, const std::string& where) {
-  using detail::json_get;
-  using detail::json_opt;
-  require(j.is_object() && j.contains("op") && j.at("op").is_string(), [&] {
-    return ErrorInfo{.where = where, .field = "op", .expected = "an object {\"op\": NAME, ...}", .actual = j.dump()};
-  });
-  const std::string op = j.at("op").get<std::string>();
+  // Steps keep MedicalSeg's leniency: keys a step does not use are ignored, and null reads as absent.
+  JsonReader r(j, where);
+  r.nulls_absent();
+  const std::string op = r.get_choice("op", {"hu_window", "normalize", "clip_minmax", "zscore", "ct_normalize", "resample",
+                                             "crop_nonzero", "pad", "remap", "keep_largest", "remove_small"});
   if (op == "hu_window") {
     HuWindow w;
-    w.lo = json_get<float>(j, "lo", where, "a number (HU)");
-    w.hi = json_get<float>(j, "hi", where, "a number (HU)");
-    w.scale_255 = json_opt<bool>(j, "scale_255", where, "true or false").value_or(false);
-    w.nan_value = json_opt<float>(j, "nan_value", where, "a number");
-    require(w.hi > w.lo, [&] {
-      return ErrorInfo{.where = where, .field = "lo, hi", .expected = "lo < hi", .actual = str(w.lo, ", ", w.hi)};
-    });
+    w.lo = r.get<float>("lo");
+    w.hi = r.get<float>("hi");
+    w.scale_255 = r.opt<bool>("scale_255").value_or(false);
+    w.nan_value = r.opt<float>("nan_value");
+    if (!(w.hi > w.lo)) r.fail_text("hi", "a number > lo", str(w.hi, " (lo ", w.lo, ")"));
     return WindowStep{w};
   }
-  if (op == "normalize")
-    return NormalizeStep{json_opt<float>(j, "min", where, "a number"), json_opt<float>(j, "max", where, "a number")};
-  if (op == "clip_minmax") return ClipMinMaxStep{json_get<float>(j, "lo", where, "a number"), json_get<float>(j, "hi", where, "a number")};
+  if (op == "normalize") return NormalizeStep{r.opt<float>("min"), r.opt<float>("max")};
+  if (op == "clip_minmax") return ClipMinMaxStep{r.get<float>("lo"), r.get<float>("hi")};
   if (op == "zscore") {
-    ZScoreStep z{json_opt<bool>(j, "nonzero", where, "true or false").value_or(false), std::nullopt};
-    if (j.contains("mean"))
-      z.stats = Moments{json_get<double>(j, "mean", where, "a number"), json_get<double>(j, "std", where, "a number"), 0};
+    ZScoreStep z{r.opt<bool>("nonzero").value_or(false), std::nullopt};
+    if (r.has("mean")) z.stats = Moments{r.get<double>("mean"), r.get<double>("std"), 0};
     return z;
   }
   if (op == "ct_normalize") {
-    if (!j.contains("mean")) return CtNormalizeStep{{}, true};
-    return CtNormalizeStep{{json_get<double>(j, "mean", where, "a number"), json_get<double>(j, "std", where, "a number"),
-                            json_get<double>(j, "lower", where, "a number (0.5 percentile)"),
-                            json_get<double>(j, "upper", where, "a number (99.5 percentile)")},
-                           false};
+    if (!r.has("mean")) return CtNormalizeStep{{}, true};
+    return CtNormalizeStep{{r.get<double>("mean"), r.get<double>("std"), r.get<double>("lower"), r.get<double>("upper")}, false};
   }
   if (op == "resample") {
-    ResampleStep r;
-    if (auto s = json_opt<std::vector<std::int64_t>>(j, "shape", where, "[D, H, W]")) {
-      require(s->size() == 3 && (*s)[0] > 0 && (*s)[1] > 0 && (*s)[2] > 0, [&] {
-        return ErrorInfo{.where = where, .field = "shape", .expected = "3 positive extents [D, H, W]", .actual = j.at("shape").dump()};
-      });
-      r.shape = Extent3{(*s)[0], (*s)[1], (*s)[2]};
-    }
-    if (auto s = json_opt<std::vector<double>>(j, "spacing", where, "[x, y, z] in mm")) {
-      require(s->size() == 3 && (*s)[0] > 0 && (*s)[1] > 0 && (*s)[2] > 0, [&] {
-        return ErrorInfo{.where = where, .field = "spacing", .expected = "3 positive spacings [x, y, z]", .actual = j.at("spacing").dump()};
-      });
-      r.spacing = io::Vec3{(*s)[0], (*s)[1], (*s)[2]};
-    }
-    require(!(r.shape && r.spacing), [&] {
-      return ErrorInfo{.where = where, .field = "shape, spacing", .expected = "one of them", .actual = "both"};
-    });
-    r.order = json_opt<int>(j, "order", where, "0, 1 or 3").value_or(1);
-    require(r.order == 0 || r.order == 1 || r.order == 3, [&] {
-      return ErrorInfo{.where = where, .field = "order", .expected = "0, 1 or 3", .actual = std::to_string(r.order)};
-    });
-    if (auto g = json_opt<std::string>(j, "grid", where, "\"corners\" or \"extent\"")) {
-      require(*g == "corners" || *g == "extent", [&] {
-        return ErrorInfo{.where = where, .field = "grid", .expected = "\"corners\" or \"extent\"", .actual = *g};
-      });
-      r.grid = *g == "corners" ? GridMode::corners : GridMode::extent;
-    }
-    return r;
+    ResampleStep step;
+    step.shape = r.opt<Extent3>("shape", {.min = 1, .broadcast = false});
+    step.spacing = r.opt<io::Vec3>("spacing", {.above = 0});
+    if (step.shape && step.spacing) r.fail_text("spacing", "a shape or a spacing, not both", "both");
+    step.order = r.opt<int>("order").value_or(1);
+    if (step.order != 0 && step.order != 1 && step.order != 3) r.fail("order", "0, 1 or 3", *r.find("order"));
+    step.grid = r.opt("grid", detail::grid_names);
+    return step;
   }
   if (op == "crop_nonzero") return CropNonzeroStep{};
   if (op == "pad") {
-    const auto to = json_get<std::vector<std::int64_t>>(j, "to", where, "[D, H, W]");
-    require(to.size() == 3, [&] {
-      return ErrorInfo{.where = where, .field = "to", .expected = "[D, H, W]", .actual = j.at("to").dump()};
-    });
-    const std::string mode = json_opt<std::string>(j, "mode", where, "\"constant\", \"edge\" or \"reflect\"").value_or("constant");
-    require(mode == "constant" || mode == "edge" || mode == "reflect", [&] {
-      return ErrorInfo{.where = where, .field = "mode", .expected = "\"constant\", \"edge\" or \"reflect\"", .actual = mode};
-    });
-    return PadStep{{to[0], to[1], to[2]},
-                   mode == "constant" ? PadMode::constant : mode == "edge" ? PadMode::edge : PadMode::reflect,
-                   json_opt<float>(j, "value", where, "a number").value_or(0.0f)};
+    PadStep p{r.get<Extent3>("to", {.broadcast = false}), PadMode::constant, 0.0f};
+    r.read("mode", p.mode, detail::pad_mode_names);
+    r.read("value", p.value);
+    return p;
   }
   if (op == "remap") {
-    RemapStep r;
-    const auto m = json_get<std::vector<std::vector<std::int64_t>>>(j, "mapping", where, "[[from, to], ...]");
-    for (const auto& p : m) {
-      require(p.size() == 2, [&] {
-        return ErrorInfo{.where = where, .field = "mapping", .expected = "pairs [from, to]", .actual = j.at("mapping").dump()};
-      });
-      r.mapping.emplace_back(p[0], p[1]);
-    }
-    r.unmapped = json_opt<std::int64_t>(j, "unmapped", where, "a label (the ignore label)");
-    return r;
+    RemapStep m;
+    for (const auto& [from, to] : r.get<std::vector<std::array<std::int64_t, 2>>>("mapping")) m.mapping.emplace_back(from, to);
+    m.unmapped = r.opt<std::int64_t>("unmapped");
+    return m;
   }
-  if (op == "keep_largest") {
-    const std::string of = json_opt<std::string>(j, "of", where, "\"each_label\" or \"foreground\"").value_or("each_label");
-    return LargestComponentStep{detail::parse_connectivity(j, where),
-                                of == "foreground" ? ComponentsOf::foreground : ComponentsOf::each_label};
-  }
-  if (op == "remove_small")
-    return MinVolumeStep{json_get<std::int64_t>(j, "min_voxels", where, "a voxel count"), detail::parse_connectivity(j, where)};
-  throw Error{{.where = where, .field = "op",
-               .expected = "hu_window, normalize, clip_minmax, zscore, ct_normalize, resample, crop_nonzero, pad, "
-                           "remap, keep_largest or remove_small",
-               .actual = "\"" + op + "\""}};
+  if (op == "keep_largest")
+    return LargestComponentStep{detail::parse_connectivity(r),
+                                r.opt("of", detail::components_of_names).value_or(ComponentsOf::each_label)};
+  return MinVolumeStep{r.get<std::int64_t>("min_voxels"), detail::parse_connectivity(r)};
 }
 
 inline std::vector<Step> parse_steps(const nlohmann::json& list, const std::string& where) {
   std::vector<Step> steps;
   if (list.is_null()) return steps;
   require(list.is_array(), [&] {
-    return ErrorInfo{.where = where, .field = "steps", .expected = "a list of {\"op\": ...} objects", .actual = list.dump()};
+    return ErrorInfo{.where = where, .field = "steps", .expected = "a list of {\"op\": ...} objects", .actual = json_shown(list)};
   });
   for (std::size_t i = 0; i < list.size(); ++i) steps.push_back(parse_step(list[i], where + "[" + std::to_string(i) + "]"));
   return steps;

@@ -207,54 +207,37 @@ inline Shape shape_of(const nlohmann::json& j) {
 }  // namespace detail
 
 inline PrepareConfig parse_prepare_config(const nlohmann::json& j, const fs::path& base, const std::string& where) {
-  using detail::json_get;
-  using detail::json_opt;
+  // Like the steps, a prep.json is read leniently: other keys are ignored, null reads as absent.
   PrepareConfig c;
   auto path = [&](const std::string& p) { return fs::path(p).is_absolute() ? fs::path(p) : base / p; };
-  require(j.is_object() && j.contains("input") && j.at("input").is_object(), [&] {
-    return ErrorInfo{.where = where, .field = "input", .expected = "an object {\"layout\": ..., ...}",
-                     .actual = j.contains("input") ? j.at("input").dump() : std::string("nothing (missing)")};
-  });
-  const auto& in = j.at("input");
-  const std::string iw = where + ": input";
-  const std::string layout = json_opt<std::string>(in, "layout", iw, "\"folders\", \"msd\" or \"nnunet\"").value_or("folders");
+  JsonReader r(j, where);
+  r.nulls_absent();
+  JsonReader in = r.object("input");
+  const std::string layout = in.opt_choice("layout", {"folders", "msd", "nnunet"}).value_or("folders");
   if (layout == "folders") {
     c.input.layout = DatasetInput::Layout::folders;
-    c.input.images = path(json_get<std::string>(in, "images", iw, "the folder of images"));
-    if (auto l = json_opt<std::string>(in, "labels", iw, "the folder of labels")) c.input.labels = path(*l);
-    c.input.label_prefix = json_opt<std::string>(in, "label_prefix", iw, "a file name prefix").value_or("");
-    c.input.label_suffix = json_opt<std::string>(in, "label_suffix", iw, "a file name suffix").value_or("");
-  } else if (layout == "msd" || layout == "nnunet") {
-    c.input.layout = layout == "msd" ? DatasetInput::Layout::msd : DatasetInput::Layout::nnunet;
-    c.input.root = path(json_get<std::string>(in, "root", iw, "the dataset's folder"));
+    c.input.images = path(in.get<std::string>("images"));
+    if (auto l = in.opt<std::string>("labels")) c.input.labels = path(*l);
+    c.input.label_prefix = in.opt<std::string>("label_prefix").value_or("");
+    c.input.label_suffix = in.opt<std::string>("label_suffix").value_or("");
   } else {
-    throw Error{{.where = iw, .field = "layout", .expected = "\"folders\", \"msd\" or \"nnunet\"", .actual = "\"" + layout + "\""}};
+    c.input.layout = layout == "msd" ? DatasetInput::Layout::msd : DatasetInput::Layout::nnunet;
+    c.input.root = path(in.get<std::string>("root"));
   }
-  c.output = path(json_get<std::string>(j, "output", where, "the output folder"));
-  c.image_steps = parse_steps(j.value("image_ops", nlohmann::json()), where + ": image_ops");
-  c.image_ops = j.value("image_ops", nlohmann::json::array());
-  c.label_steps = parse_steps(j.value("label_ops", nlohmann::json()), where + ": label_ops");
-  if (j.contains("split")) {
-    const auto& s = j.at("split");
-    const std::string sw = where + ": split";
-    c.split.val = json_opt<double>(s, "val", sw, "a fraction in [0, 1]").value_or(0.2);
-    c.split.test = json_opt<double>(s, "test", sw, "a fraction in [0, 1]").value_or(0.0);
-    c.split.seed = json_opt<std::uint64_t>(s, "seed", sw, "a non-negative integer").value_or(0);
-    require(c.split.val >= 0 && c.split.test >= 0 && c.split.val + c.split.test <= 1, [&] {
-      return ErrorInfo{.where = sw, .field = "val, test", .expected = "fractions that sum to at most 1",
-                       .actual = str(c.split.val, ", ", c.split.test)};
-    });
+  c.output = path(r.get<std::string>("output"));
+  c.image_ops = r.opt<nlohmann::json>("image_ops").value_or(nlohmann::json::array());
+  c.image_steps = parse_steps(c.image_ops, where + ": image_ops");
+  c.label_steps = parse_steps(r.opt<nlohmann::json>("label_ops").value_or(nlohmann::json()), where + ": label_ops");
+  if (auto s = r.opt_object("split")) {
+    s->read("val", c.split.val, {.min = 0, .max = 1});
+    s->read("test", c.split.test, {.min = 0, .max = 1});
+    s->read("seed", c.split.seed);
+    if (c.split.val + c.split.test > 1)
+      s->fail_text("test", "a fraction with val + test <= 1", str(c.split.test, " (val ", c.split.val, ")"));
   }
-  if (auto t = json_opt<std::string>(j, "label_dtype", where, "uint8, int16, int32 or int64")) {
-    c.label_dtype = parse_dtype(*t);
-    require(c.label_dtype == DType::uint8 || c.label_dtype == DType::int16 || c.label_dtype == DType::int32 ||
-                c.label_dtype == DType::int64,
-            [&] {
-              return ErrorInfo{.where = where, .field = "label_dtype", .expected = "uint8, int16, int32 or int64", .actual = *t};
-            });
-  }
-  if (j.contains("labels")) c.labels = j.at("labels");
-  c.name = json_opt<std::string>(j, "name", where, "a name").value_or(c.output.filename().string());
+  if (auto t = r.opt_choice("label_dtype", {"uint8", "int16", "int32", "int64"})) c.label_dtype = parse_dtype(*t);
+  if (auto l = r.opt<nlohmann::json>("labels")) c.labels = *l;
+  c.name = r.opt<std::string>("name").value_or(c.output.filename().string());
   return c;
 }
 

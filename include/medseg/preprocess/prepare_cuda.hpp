@@ -1,5 +1,5 @@
 // `medseg prepare --device cuda`: each case's image_ops and label_ops run on the GPU with the
-// Cuda overloads of backends/cuda/preprocess.hpp, everything else as prepare.hpp does it
+// Cuda kernels of backends/ops.hpp, everything else as prepare.hpp does it
 // (discovery, fingerprint, resuming, lists, dataset.json). The steps are pipeline.hpp's own,
 // run on a device case (DeviceCaseData), so both paths share one recipe. Cases still run in
 // parallel on the thread pool: each worker decodes its case (NIfTI, gzip, DICOM) on its CPU
@@ -15,14 +15,13 @@
 //   auto report = preprocess::prepare_dataset_on_device(config, &std::cerr);
 #pragma once
 
-#include <cstring>
-#include <memory>
 #include <optional>
 #include <string>
 
 #include "../backends/cuda/backend.hpp"
 #include "../backends/cuda/device.hpp"
-#include "../backends/cuda/preprocess.hpp"
+#include "../backends/cuda/pinned.hpp"
+#include "../backends/ops.hpp"
 #include "prepare.hpp"
 
 namespace medseg::preprocess {
@@ -50,53 +49,9 @@ struct DeviceImage {
 /// CaseData on the device: pipeline.hpp's steps run on it as they run on the host's.
 using DeviceCaseData = BasicCaseData<DeviceImage<float>, DeviceImage<std::int32_t>>;
 
-/// A page-locked host buffer that host tensors pass through on their way to and from the
-/// device, so the copies are DMA at the bus's speed and an upload does not block the thread.
-/// One per direction and thread; `ready` orders a reuse after the copy that last read it.
-class PinnedStage {
- public:
-  template <class T>
-  Tensor<T, Cuda> upload(const Tensor<T>& host) {
-    const Tensor<T> c = host.contiguous();
-    const auto bytes = static_cast<std::size_t>(c.nbytes());
-    if (recorded_) ready_.synchronize();  // the previous upload has left the buffer
-    reserve(bytes);
-    std::memcpy(buffer_->data(), c.data(), bytes);
-    auto out = Tensor<T, Cuda>::empty(c.shape());
-    MEDSEG_CUDA_CHECK(cudaMemcpyAsync(out.data(), buffer_->data(), bytes, cudaMemcpyHostToDevice, cuda::current_stream()));
-    ready_.record(cuda::current_stream());
-    recorded_ = true;
-    return out;
-  }
-
-  template <class T>
-  Tensor<T> download(const Tensor<T, Cuda>& device) {
-    const Tensor<T, Cuda> c = device.contiguous();
-    const auto bytes = static_cast<std::size_t>(c.nbytes());
-    if (recorded_) ready_.synchronize();
-    reserve(bytes);
-    MEDSEG_CUDA_CHECK(cudaMemcpyAsync(buffer_->data(), c.data(), bytes, cudaMemcpyDeviceToHost, cuda::current_stream()));
-    MEDSEG_CUDA_CHECK(cudaStreamSynchronize(cuda::current_stream()));
-    auto out = Tensor<T>::empty(c.shape());
-    std::memcpy(out.data(), buffer_->data(), bytes);
-    return out;
-  }
-
- private:
-  /// Grows the buffer to `bytes` (page-locking is slow: a case of a dataset mostly fits the last).
-  void reserve(std::size_t bytes) {
-    if (buffer_ && buffer_->bytes() >= bytes) return;
-    buffer_.reset();
-    buffer_ = std::make_unique<cuda::PinnedBuffer>(bytes);
-  }
-  std::unique_ptr<cuda::PinnedBuffer> buffer_;
-  cuda::Event ready_;
-  bool recorded_ = false;
-};
-
 /// This thread's staging buffers: image and label uploads are in flight together.
 struct ThreadStages {
-  PinnedStage image_up, label_up, down;
+  cuda::PinnedStage image_up, label_up, down;
 };
 inline ThreadStages& thread_stages() {
   thread_local ThreadStages stages;
@@ -106,7 +61,7 @@ inline ThreadStages& thread_stages() {
 /// The voxel types the device ops read as they are; others are made float on the host first
 /// (which is what the CPU's loader and image_cast do to them anyway).
 template <class T>
-constexpr bool reads_on_device = cuda::PreprocessVoxel<T>;
+constexpr bool reads_on_device = ops::PreprocessVoxel<T>;
 
 /// The freshly read image on the device as float, with the leading window + resample fused
 /// as load_image_fused does (the same condition, the same single pass). Returns the number
@@ -120,7 +75,7 @@ inline std::size_t load_image_on_device(DeviceCaseData& data, const io::AnyImage
         if constexpr (reads_on_device<T>) {
           const Tensor<T, Cuda> x = stages.image_up.upload(im.voxels);
           if (lead) return run_fused_lead(data, x, im.geometry, *lead);  // on the voxels as uploaded
-          data.image = {map_on_device(x, {}, "prepare"), im.geometry};  // float(v), as image_cast
+          data.image = {map_to_float(x, ops::VoxelMap{}), im.geometry};  // float(v), as image_cast
         } else {
           const Tensor<float, Cuda> x = stages.image_up.upload(im.voxels.template astype<float>());
           if (lead) return run_fused_lead(data, x, im.geometry, *lead);

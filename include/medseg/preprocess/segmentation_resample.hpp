@@ -1,7 +1,8 @@
 // Resampling label maps: nearest neighbour, or nnU-Net's per-label one-hot interpolation
 // (each label's mask interpolated and thresholded at 0.5, labels in ascending order, later
 // ones winning), with nnU-Net's anisotropic rule: when the spacing ratio exceeds 3, the coarse
-// axis is resampled with order 0 and the other two in-plane (resample_data_or_seg).
+// axis is resampled with order 0 and the other two in-plane (resample_data_or_seg). The label
+// loop and the resampling are the kernels of the tensor's backend (backends/ops.hpp).
 #pragma once
 
 #include <algorithm>
@@ -9,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "../core/error.hpp"
-#include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 #include "../io/image.hpp"
 #include "resample.hpp"
@@ -70,47 +71,15 @@ inline int separate_axis(const io::Vec3& from, const io::Vec3& to, double thresh
   return axis >= 0 ? axis : separate_axis(to, threshold);
 }
 
-namespace detail {
-/// Where a label's interpolated mask counts as inside. An exact tie (0.5 in exact arithmetic,
-/// common where weights are halves) is inside, as nnU-Net's float64 computation finds it; float
-/// rounding must not flip it.
-inline constexpr float label_mask_threshold = 0.5f - 1e-5f;
-}  // namespace detail
-
 template <class L, class B>
 std::vector<L> unique_labels(const Tensor<L, B>& seg) {
-  static_assert(B::is_host, "medseg::preprocess::unique_labels has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
-  const Tensor<L, B> c = seg.contiguous();
-  const std::int64_t n = c.numel();
-  const std::int64_t blocks = (n + (1 << 16) - 1) >> 16;
-  std::vector<std::vector<L>> found(static_cast<std::size_t>(blocks));
-  parallel_for(0, blocks, 1, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t k = b; k < e; ++k) {
-      auto& f = found[static_cast<std::size_t>(k)];
-      L last{};
-      bool any = false;
-      for (std::int64_t i = k << 16; i < std::min(n, (k + 1) << 16); ++i) {
-        const L v = c.data()[i];
-        if (any && v == last) continue;  // label maps are runs of one value
-        if (std::find(f.begin(), f.end(), v) == f.end()) f.push_back(v);
-        last = v;
-        any = true;
-      }
-    }
-  });
-  std::vector<L> all;
-  for (const auto& f : found) all.insert(all.end(), f.begin(), f.end());
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
-  return all;
+  detail::require_defined(seg, "unique_labels");
+  return ops::unique_labels(seg.contiguous());
 }
 
 template <class L, class B>
 Tensor<L, B> resample_segmentation(const Tensor<L, B>& seg, const Extent3& shape,
                                    const SegmentationResampleOptions& options, int axis) {
-  static_assert(B::is_host, "medseg::preprocess::resample_segmentation has no implementation for this backend: for Cuda "
-                            "tensors include medseg/cuda.hpp and link medseg::cuda");
   require(options.order == 0 || options.order == 1 || options.order == 3, [&] {
     return ErrorInfo{.where = "preprocess::resample_segmentation", .field = "order",
                      .expected = "0 (nearest), 1 or 3 (per-label interpolation)", .actual = std::to_string(options.order)};
@@ -119,24 +88,13 @@ Tensor<L, B> resample_segmentation(const Tensor<L, B>& seg, const Extent3& shape
                           .separate_axis = axis, .separate_order = options.separate_order};
   if (options.order == 0 && (axis < 0 || options.separate_order == 0)) return resize<L>(seg, shape, r);
 
+  // Each label's one-hot mask is interpolated as a float resize would be: its checks, one plan.
+  const ops::ResampleTaps taps = detail::plan_resize(seg, shape, r, DType::float32);
   const auto labels = unique_labels(seg);
-  Tensor<L, B> out;
-  for (std::size_t li = 0; li < labels.size(); ++li) {
-    const L label = labels[li];
-    const auto target = static_cast<float>(label);
-    const auto mask = resize<float>(seg, shape, r, [target](float v) { return v == target ? 1.0f : 0.0f; });
-    if (!out.defined()) out = Tensor<L, B>::zeros(mask.shape());
-    // Zeros are already in place when 0 is the smallest label.
-    if (li == 0 && label == L(0)) continue;
-    constexpr float threshold = detail::label_mask_threshold;
-    const float* m = mask.data();
-    L* o = out.data();
-    parallel_for(0, mask.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t i = b; i < e; ++i)
-        if (m[i] >= threshold) o[i] = label;
-    });
-  }
-  if (!out.defined()) out = resize<L>(seg, shape, {.order = 0, .grid = options.grid, .boundary = options.boundary});
+  if (labels.empty()) return resize<L>(seg, shape, {.order = 0, .grid = options.grid, .boundary = options.boundary});
+  auto out = Tensor<L, B>::zeros(seg.rank() == 4 ? Shape{seg.size(0), shape[0], shape[1], shape[2]}
+                                                 : Shape{shape[0], shape[1], shape[2]});
+  ops::resample_labels(seg.contiguous(), out, taps, labels);
   return out;
 }
 

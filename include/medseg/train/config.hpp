@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../io/json_fields.hpp"
 #include "trainer.hpp"
 
 namespace medseg::train {
@@ -60,10 +62,9 @@ Config load_config(const std::filesystem::path& file, const std::vector<Override
 /// save_interval, eval_interval, keep_checkpoint_max, ...).
 TrainerOptions trainer_options(const Config& config);
 
-/// Levenshtein distance, for "did you mean".
-std::size_t edit_distance(std::string_view a, std::string_view b);
-/// The candidate nearest to `name` when it is close enough to be a typo, else "".
-std::string nearest_name(std::string_view name, const std::vector<std::string>& candidates);
+/// "Did you mean": medseg::edit_distance and medseg::nearest_name (io/json_fields.hpp).
+using medseg::edit_distance;
+using medseg::nearest_name;
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -154,117 +155,58 @@ inline Config read_config_chain(const std::filesystem::path& file, std::vector<s
   return out;
 }
 
-/// The schema walk: every check names the key's file and dotted path.
-class Checker {
- public:
-  explicit Checker(const Config& c) : config_(c) {}
-
-  const nlohmann::json* find(const nlohmann::json& parent, const std::string& key) const {
-    return parent.is_object() && parent.contains(key) ? &parent[key] : nullptr;
-  }
-  [[noreturn]] void fail(const std::string& path, const std::string& expected, const std::string& actual,
-                         const std::string& detail = "") const {
-    throw Error{ErrorInfo{.where = "config " + config_.source_of(path), .field = path, .expected = expected,
-                          .actual = actual, .detail = detail}};
-  }
-  static std::string shown(const nlohmann::json& v) {
-    std::string s = v.dump();
-    return s.size() > 60 ? s.substr(0, 57) + "..." : s;
-  }
-  void keys(const nlohmann::json& j, const std::string& path, const std::vector<std::string>& allowed) const {
-    if (!j.is_object()) fail(path, "an object", shown(j));
-    for (const auto& [k, v] : j.items()) {
-      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-      const std::string near = nearest_name(k, allowed);
-      fail(join_key(path, k), "a known key", "unknown key \"" + k + "\"",
-           near.empty() ? "known keys here: " + list(allowed) : "did you mean \"" + near + "\"?");
-    }
-  }
-  void integer(const nlohmann::json& j, const std::string& path, std::int64_t min) const {
-    if (!j.is_number_integer() || j.get<std::int64_t>() < min) fail(path, "an integer >= " + std::to_string(min), shown(j));
-  }
-  void number(const nlohmann::json& j, const std::string& path, double min = -1e300) const {
-    if (!j.is_number() || j.get<double>() < min) fail(path, min > -1e300 ? "a number >= " + str(min) : "a number", shown(j));
-  }
-  void boolean(const nlohmann::json& j, const std::string& path) const {
-    if (!j.is_boolean()) fail(path, "true or false", shown(j));
-  }
-  void string(const nlohmann::json& j, const std::string& path) const {
-    if (!j.is_string()) fail(path, "a string", shown(j));
-  }
-  void choice(const nlohmann::json& j, const std::string& path, const std::vector<std::string>& choices) const {
-    if (!j.is_string()) fail(path, "one of " + list(choices), shown(j));
-    const auto s = j.get<std::string>();
-    if (std::find(choices.begin(), choices.end(), s) != choices.end()) return;
-    const std::string near = nearest_name(s, choices);
-    fail(path, "one of " + list(choices), shown(j), near.empty() ? "" : "did you mean \"" + near + "\"?");
-  }
-  void numbers(const nlohmann::json& j, const std::string& path, std::size_t size, bool integers = false) const {
-    const std::string what = (size ? std::to_string(size) + " " : std::string("a list of ")) + (integers ? "integers" : "numbers");
-    if (!j.is_array() || (size && j.size() != size)) fail(path, what, shown(j));
-    for (const auto& v : j)
-      if (integers ? !v.is_number_integer() : !v.is_number()) fail(path, what, shown(j));
-  }
-  /// An integer or a list of 3 (a patch size, MedicalSeg writes both).
-  void size3(const nlohmann::json& j, const std::string& path) const {
-    if (j.is_number_integer() && j.get<std::int64_t>() > 0) return;
-    if (j.is_array() && j.size() == 3 && std::all_of(j.begin(), j.end(), [](const auto& v) { return v.is_number_integer() && v.template get<std::int64_t>() > 0; }))
-      return;
-    fail(path, "a positive integer or 3 of them", shown(j));
-  }
+/// Only the name-list join of the former config checker remains, for transform_chain.hpp's
+/// messages (which still has its own TransformArgs); fields are read with JsonReader.
+struct Checker {
   static std::string list(const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
     return s;
   }
-
- private:
-  const Config& config_;
 };
 
-inline void validate_dataset(const Checker& c, const nlohmann::json& j, const std::string& path) {
-  c.keys(j, path, {"type", "dataset_root", "result_dir", "train_path", "val_path", "dataset_json", "num_classes",
-                   "transforms", "mode", "separator", "cache_bytes"});
-  if (auto* v = c.find(j, "type")) c.choice(*v, path + ".type", {"MedicalDataset", "Decathlon", "nnUNet"});
-  else c.fail(path + ".type", "one of MedicalDataset, Decathlon, nnUNet", "missing");
+/// A dataset object: its keys, types and choices.
+inline void validate_dataset(JsonReader d) {
+  d.accept({"type", "dataset_root", "result_dir", "train_path", "val_path", "dataset_json", "num_classes", "transforms",
+            "mode", "separator", "cache_bytes"});
+  d.finish();
+  d.get_choice("type", {"MedicalDataset", "Decathlon", "nnUNet"});
   for (const char* k : {"dataset_root", "result_dir", "train_path", "val_path", "dataset_json", "separator"})
-    if (auto* v = c.find(j, k)) c.string(*v, path + "." + k);
-  if (auto* v = c.find(j, "num_classes")) c.integer(*v, path + ".num_classes", 1);
-  if (auto* v = c.find(j, "cache_bytes")) c.integer(*v, path + ".cache_bytes", 0);
-  if (auto* v = c.find(j, "mode")) c.choice(*v, path + ".mode", {"train", "val", "test"});
-  if (auto* v = c.find(j, "transforms")) {
-    if (!v->is_array()) c.fail(path + ".transforms", "a list of {\"type\": ...} objects", Checker::shown(*v));
-    for (std::size_t i = 0; i < v->size(); ++i) {
-      const std::string tp = path + ".transforms." + std::to_string(i);
-      const auto& t = (*v)[i];
-      if (!t.is_object() || !t.contains("type") || !t["type"].is_string())
-        c.fail(tp, "an object with a \"type\"", Checker::shown(t));
-    }
-  }
+    d.opt<std::string>(k);
+  d.opt<std::int64_t>("num_classes", {.min = 1});
+  d.opt<std::int64_t>("cache_bytes", {.min = 0});
+  d.opt_choice("mode", {"train", "val", "test"});
+  // Each transform's own keys are checked by make_transforms (transform_chain.hpp).
+  for (JsonReader t : d.objects("transforms")) t.get<std::string>("type");
 }
 
-inline void validate_loss_term(const Checker& c, const nlohmann::json& j, const std::string& path) {
-  if (!j.is_object() || !j.contains("type")) c.fail(path, "an object with a \"type\"", Checker::shown(j));
-  c.choice(j["type"], path + ".type", {"MixedLoss", "CrossEntropyLoss", "DiceLoss"});
-  const auto type = j["type"].get<std::string>();
+inline void validate_loss_term(JsonReader l) {
+  const std::string type = l.get_choice("type", {"MixedLoss", "CrossEntropyLoss", "DiceLoss"});
+  const Bounds index{.min = -1000000};
+  auto weight = [&] {
+    if (const auto* w = l.find("weight"); w && !w->is_null()) l.get<std::vector<double>>("weight");
+  };
   if (type == "MixedLoss") {
-    c.keys(j, path, {"type", "losses", "coef"});
-    const auto* losses = c.find(j, "losses");
-    if (!losses || !losses->is_array() || losses->empty())
-      c.fail(path + ".losses", "a non-empty list of losses", losses ? Checker::shown(*losses) : "missing");
-    for (std::size_t i = 0; i < losses->size(); ++i) validate_loss_term(c, (*losses)[i], path + ".losses." + std::to_string(i));
-    if (auto* coef = c.find(j, "coef")) c.numbers(*coef, path + ".coef", losses->size());
+    l.accept({"type", "losses", "coef"});
+    l.finish();
+    std::vector<JsonReader> losses = l.objects("losses");
+    if (losses.empty())
+      l.find("losses") ? l.fail("losses", "a non-empty list of losses", *l.find("losses"))
+                       : l.fail_missing("losses", "a non-empty list of losses");
+    for (JsonReader& term : losses) validate_loss_term(term);
+    l.opt<std::vector<double>>("coef", {.size = losses.size()});
   } else if (type == "CrossEntropyLoss") {
-    c.keys(j, path, {"type", "weight", "ignore_index"});
-    if (auto* w = c.find(j, "weight"); w && !w->is_null()) c.numbers(*w, path + ".weight", 0);
-    if (auto* v = c.find(j, "ignore_index")) c.integer(*v, path + ".ignore_index", -1000000);
+    l.accept({"type", "weight", "ignore_index"});
+    l.finish();
+    weight();
+    l.opt<std::int64_t>("ignore_index", index);
   } else {
-    c.keys(j, path, {"type", "weight", "include_background", "smooth", "squared_denominator", "batch", "ignore_index"});
-    if (auto* w = c.find(j, "weight"); w && !w->is_null()) c.numbers(*w, path + ".weight", 0);
-    for (const char* k : {"include_background", "squared_denominator", "batch"})
-      if (auto* v = c.find(j, k)) c.boolean(*v, path + "." + k);
-    if (auto* v = c.find(j, "smooth")) c.number(*v, path + ".smooth", 0);
-    if (auto* v = c.find(j, "ignore_index")) c.integer(*v, path + ".ignore_index", -1000000);
+    l.accept({"type", "weight", "include_background", "smooth", "squared_denominator", "batch", "ignore_index"});
+    l.finish();
+    weight();
+    for (const char* k : {"include_background", "squared_denominator", "batch"}) l.opt<bool>(k);
+    l.opt<double>("smooth", {.min = 0});
+    l.opt<std::int64_t>("ignore_index", index);
   }
 }
 
@@ -273,33 +215,10 @@ inline void validate_loss_term(const Checker& c, const nlohmann::json& j, const 
 inline std::string Config::source_of(const std::string& key_path) const {
   for (std::string p = key_path;;) {
     if (const auto it = origin.find(p); it != origin.end()) return it->second;
-    const auto dot = p.rfind('.');
+    const auto dot = p.find_last_of(".[");
     if (dot == std::string::npos) return file.string();
     p = p.substr(0, dot);
   }
-}
-
-inline std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-inline std::string nearest_name(std::string_view name, const std::vector<std::string>& candidates) {
-  std::string best;
-  std::size_t best_distance = std::max<std::size_t>(2, name.size() / 3) + 1;  // a typo, not another word
-  for (const auto& c : candidates)
-    if (const std::size_t d = edit_distance(name, c); d < best_distance) best = c, best_distance = d;
-  return best;
 }
 
 inline Config read_config(const std::filesystem::path& file) {
@@ -378,75 +297,66 @@ inline std::vector<Override> parse_overrides(const std::vector<std::string>& arg
 }
 
 inline void validate(const Config& config) {
-  const detail::Checker c(config);
-  const auto& j = config.json;
-  c.keys(j, "", {"batch_size", "iters", "train_dataset", "val_dataset", "model", "optimizer", "lr_scheduler", "loss",
-                 "export", "inference", "save_dir", "resume", "seed", "log_iters", "save_interval", "eval_interval",
-                 "keep_checkpoint_max", "do_eval", "num_workers", "accumulation_steps", "amp", "clip_grad_norm", "data_root"});
-  if (auto* v = c.find(j, "batch_size")) c.integer(*v, "batch_size", 1);
-  if (auto* v = c.find(j, "iters")) c.integer(*v, "iters", 1);
-  for (const char* k : {"log_iters", "accumulation_steps"})
-    if (auto* v = c.find(j, k)) c.integer(*v, k, 1);
+  JsonReader r(config.json, [&config](const std::string& field) { return "config " + config.source_of(field); });
+  r.accept({"batch_size", "iters", "train_dataset", "val_dataset", "model", "optimizer", "lr_scheduler", "loss", "export",
+            "inference", "save_dir", "resume", "seed", "log_iters", "save_interval", "eval_interval",
+            "keep_checkpoint_max", "do_eval", "num_workers", "accumulation_steps", "amp", "clip_grad_norm", "data_root"});
+  r.finish();
+  for (const char* k : {"batch_size", "iters", "log_iters", "accumulation_steps"}) r.opt<std::int64_t>(k, {.min = 1});
   for (const char* k : {"save_interval", "eval_interval", "keep_checkpoint_max", "num_workers", "seed"})
-    if (auto* v = c.find(j, k)) c.integer(*v, k, 0);
-  for (const char* k : {"do_eval", "amp"})
-    if (auto* v = c.find(j, k)) c.boolean(*v, k);
-  for (const char* k : {"save_dir", "resume", "data_root"})
-    if (auto* v = c.find(j, k)) c.string(*v, k);
-  if (auto* v = c.find(j, "clip_grad_norm"); v && !v->is_null()) c.number(*v, "clip_grad_norm", 1e-12);
+    r.opt<std::int64_t>(k, {.min = 0});
+  for (const char* k : {"do_eval", "amp"}) r.opt<bool>(k);
+  for (const char* k : {"save_dir", "resume", "data_root"}) r.opt<std::string>(k);
+  if (const auto* v = r.find("clip_grad_norm"); v && !v->is_null()) r.get<double>("clip_grad_norm", {.min = 1e-12});
   for (const char* k : {"train_dataset", "val_dataset"})
-    if (auto* v = c.find(j, k)) detail::validate_dataset(c, *v, k);
-  if (auto* m = c.find(j, "model")) {
-    if (!m->is_object() || !m->contains("type") || !(*m)["type"].is_string())
-      c.fail("model", "an object with a \"type\" (VNet, DynamicUNet, ...)", detail::Checker::shown(*m));
+    if (auto d = r.opt_object(k)) detail::validate_dataset(*d);
+  // The model's own keys are checked by models::AnyModel::from_json.
+  if (const auto* m = r.find("model"); m && (!m->is_object() || !m->contains("type") || !(*m)["type"].is_string()))
+    r.fail("model", "an object with a \"type\" (VNet, DynamicUNet, ...)", *m);
+  if (auto o = r.opt_object("optimizer")) {
+    o->accept({"type", "momentum", "nesterov", "dampening", "weight_decay", "beta1", "beta2", "betas", "epsilon", "amsgrad"});
+    o->finish();
+    o->get_choice("type", {"sgd", "adam", "adamw"});
+    for (const char* k : {"momentum", "dampening", "weight_decay", "beta1", "beta2", "epsilon"}) o->opt<double>(k, {.min = 0});
+    for (const char* k : {"nesterov", "amsgrad"}) o->opt<bool>(k);
+    o->opt<std::array<double, 2>>("betas");
   }
-  if (auto* o = c.find(j, "optimizer")) {
-    c.keys(*o, "optimizer", {"type", "momentum", "nesterov", "dampening", "weight_decay", "beta1", "beta2", "betas",
-                             "epsilon", "amsgrad"});
-    if (auto* t = c.find(*o, "type")) c.choice(*t, "optimizer.type", {"sgd", "adam", "adamw"});
-    else c.fail("optimizer.type", "one of sgd, adam, adamw", "missing");
-    for (const char* k : {"momentum", "dampening", "weight_decay", "beta1", "beta2", "epsilon"})
-      if (auto* v = c.find(*o, k)) c.number(*v, std::string("optimizer.") + k, 0);
-    for (const char* k : {"nesterov", "amsgrad"})
-      if (auto* v = c.find(*o, k)) c.boolean(*v, std::string("optimizer.") + k);
-    if (auto* v = c.find(*o, "betas")) c.numbers(*v, "optimizer.betas", 2);
+  if (auto s = r.opt_object("lr_scheduler")) {
+    s->accept({"type", "learning_rate", "power", "end_lr", "decay_steps", "warmup_iters", "warmup_start_lr", "eta_min",
+               "T_max", "step_size", "gamma"});
+    s->finish();
+    s->get_choice("type", {"PolynomialDecay", "CosineAnnealingDecay", "StepDecay", "Constant"});
+    s->get<double>("learning_rate", {.min = 0});
+    for (const char* k : {"power", "end_lr", "warmup_start_lr", "eta_min", "gamma"}) s->opt<double>(k, {.min = 0});
+    for (const char* k : {"decay_steps", "T_max", "step_size"}) s->opt<std::int64_t>(k, {.min = 1});
+    s->opt<std::int64_t>("warmup_iters", {.min = 0});
   }
-  if (auto* s = c.find(j, "lr_scheduler")) {
-    c.keys(*s, "lr_scheduler", {"type", "learning_rate", "power", "end_lr", "decay_steps", "warmup_iters",
-                                "warmup_start_lr", "eta_min", "T_max", "step_size", "gamma"});
-    if (auto* t = c.find(*s, "type")) c.choice(*t, "lr_scheduler.type", {"PolynomialDecay", "CosineAnnealingDecay", "StepDecay", "Constant"});
-    else c.fail("lr_scheduler.type", "one of PolynomialDecay, CosineAnnealingDecay, StepDecay, Constant", "missing");
-    if (auto* v = c.find(*s, "learning_rate")) c.number(*v, "lr_scheduler.learning_rate", 0);
-    else c.fail("lr_scheduler.learning_rate", "a number >= 0", "missing");
-    for (const char* k : {"power", "end_lr", "warmup_start_lr", "eta_min", "gamma"})
-      if (auto* v = c.find(*s, k)) c.number(*v, std::string("lr_scheduler.") + k, 0);
-    for (const char* k : {"decay_steps", "T_max", "step_size"})
-      if (auto* v = c.find(*s, k)) c.integer(*v, std::string("lr_scheduler.") + k, 1);
-    if (auto* v = c.find(*s, "warmup_iters")) c.integer(*v, "lr_scheduler.warmup_iters", 0);
+  if (auto l = r.opt_object("loss")) {
+    l->accept({"types", "coef"});
+    l->finish();
+    std::vector<JsonReader> types = l->objects("types");
+    if (types.empty())
+      l->find("types") ? l->fail("types", "a non-empty list of losses", *l->find("types"))
+                       : l->fail_missing("types", "a non-empty list of losses");
+    for (JsonReader& t : types) detail::validate_loss_term(t);
+    l->opt<std::vector<double>>("coef", {.size = types.size()});
   }
-  if (auto* l = c.find(j, "loss")) {
-    c.keys(*l, "loss", {"types", "coef"});
-    const auto* types = c.find(*l, "types");
-    if (!types || !types->is_array() || types->empty())
-      c.fail("loss.types", "a non-empty list of losses", types ? detail::Checker::shown(*types) : "missing");
-    for (std::size_t i = 0; i < types->size(); ++i) detail::validate_loss_term(c, (*types)[i], "loss.types." + std::to_string(i));
-    if (auto* coef = c.find(*l, "coef")) c.numbers(*coef, "loss.coef", types->size());
+  if (auto inf = r.opt_object("inference")) {
+    inf->accept({"roi", "overlap", "mirror_axes", "gaussian", "sw_batch_size", "output"});
+    inf->finish();
+    inf->opt<std::array<std::int64_t, 3>>("roi", {.min = 1});
+    inf->opt<double>("overlap", {.min = 0, .below = 1});
+    inf->opt<std::vector<std::int64_t>>("mirror_axes");
+    inf->opt<bool>("gaussian");
+    inf->opt<std::int64_t>("sw_batch_size", {.min = 1});
+    inf->opt_choice("output", {"argmax", "softmax"});
   }
-  if (auto* inf = c.find(j, "inference")) {
-    c.keys(*inf, "inference", {"roi", "overlap", "mirror_axes", "gaussian", "sw_batch_size", "output"});
-    if (auto* v = c.find(*inf, "roi")) c.size3(*v, "inference.roi");
-    if (auto* v = c.find(*inf, "overlap"); v && !(v->is_number() && v->get<double>() >= 0 && v->get<double>() < 1))
-      c.fail("inference.overlap", "a number in [0, 1)", detail::Checker::shown(*v));
-    if (auto* v = c.find(*inf, "mirror_axes")) c.numbers(*v, "inference.mirror_axes", 0, true);
-    if (auto* v = c.find(*inf, "gaussian")) c.boolean(*v, "inference.gaussian");
-    if (auto* v = c.find(*inf, "sw_batch_size")) c.integer(*v, "inference.sw_batch_size", 1);
-    if (auto* v = c.find(*inf, "output")) c.choice(*v, "inference.output", {"argmax", "softmax"});
-  }
-  if (auto* e = c.find(j, "export")) {
-    c.keys(*e, "export", {"transforms", "labels", "save_dir"});
-    if (auto* v = c.find(*e, "transforms"); v && !v->is_array()) c.fail("export.transforms", "a list", detail::Checker::shown(*v));
-    if (auto* v = c.find(*e, "labels"); v && !v->is_object()) c.fail("export.labels", "an object of value -> name", detail::Checker::shown(*v));
-    if (auto* v = c.find(*e, "save_dir")) c.string(*v, "export.save_dir");
+  if (auto e = r.opt_object("export")) {
+    e->accept({"transforms", "labels", "save_dir"});
+    e->finish();
+    if (const auto* v = e->find("transforms"); v && !v->is_array()) e->fail("transforms", "a list", *v);
+    if (const auto* v = e->find("labels"); v && !v->is_object()) e->fail("labels", "an object of value -> name", *v);
+    e->opt<std::string>("save_dir");
   }
 }
 

@@ -147,33 +147,23 @@ class Trainer {
 /// Labels [N,1,D,H,W] resized by nearest neighbour (PyTorch's "nearest-exact": source index
 /// floor((i + 0.5) * in / out)) to the spatial size of `like` [N,C,d,h,w]: the targets of the
 /// lower-resolution deep-supervision heads.
-template <class L>
-Tensor<L, Cpu> nearest_labels(const Tensor<L, Cpu>& labels, const Shape& like);
+/// On the labels' backend (ops::resize_nearest_exact): device labels stay on the device.
+template <class L, class B>
+Tensor<L, B> nearest_labels(const Tensor<L, B>& labels, const Shape& like);
 
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-template <class L>
-Tensor<L, Cpu> nearest_labels(const Tensor<L, Cpu>& labels, const Shape& like) {
+template <class L, class B>
+Tensor<L, B> nearest_labels(const Tensor<L, B>& labels, const Shape& like) {
   require(labels.rank() == 5 && like.rank() == 5, [&] {
     return ErrorInfo{.where = "train::nearest_labels", .field = "shapes", .expected = "labels [N,1,D,H,W] and a 5-D output",
                      .actual = labels.shape().to_string() + " and " + like.to_string()};
   });
   const Shape in = labels.shape();
   if (in[2] == like[2] && in[3] == like[3] && in[4] == like[4]) return labels;
-  const auto src = labels.contiguous();
-  auto out = Tensor<L, Cpu>::empty({in[0], in[1], like[2], like[3], like[4]});
-  auto source = [](std::int64_t i, std::int64_t n_in, std::int64_t n_out) {
-    return std::min(n_in - 1, static_cast<std::int64_t>((static_cast<double>(i) + 0.5) * n_in / n_out));
-  };
-  const L* s = src.data();
-  L* o = out.data();
-  for (std::int64_t nc = 0; nc < in[0] * in[1]; ++nc)
-    for (std::int64_t z = 0; z < like[2]; ++z)
-      for (std::int64_t y = 0; y < like[3]; ++y)
-        for (std::int64_t x = 0; x < like[4]; ++x)
-          *o++ = s[((nc * in[2] + source(z, in[2], like[2])) * in[3] + source(y, in[3], like[3])) * in[4] +
-                   source(x, in[4], like[4])];
+  auto out = Tensor<L, B>::empty({in[0], in[1], like[2], like[3], like[4]});
+  ops::resize_nearest_exact(labels.contiguous(), out);
   return out;
 }
 
@@ -292,14 +282,6 @@ float Trainer<Model, Loss, Optimizer, Scheduler>::forward_backward(const Tensor<
     else
       return t.template to<backend>();
   };
-  // The deep-supervision targets are resized on the host (labels are small): a device batch's
-  // labels come down for it.
-  auto on_host = [](const Tensor<L, LabelBackend>& t) {
-    if constexpr (std::is_same_v<LabelBackend, Cpu>)
-      return t;
-    else
-      return t.template to<Cpu>();
-  };
   // Mixed precision for both passes when asked for; otherwise the process's setting stands.
   std::optional<AutocastScope> amp;
   if (options_.amp) amp.emplace(true);
@@ -309,8 +291,9 @@ float Trainer<Model, Loss, Optimizer, Scheduler>::forward_backward(const Tensor<
       if (!deep_supervision_ || deep_supervision_->weights().size() != outputs.size())
         deep_supervision_.emplace(loss_, outputs.size());
       std::vector<Tensor<L, backend>> labels;
-      const Tensor<L, Cpu> host_label = on_host(label);
-      for (const auto& o : outputs) labels.push_back(on_device(nearest_labels(host_label, o.shape())));
+      // The targets are resized where the model runs: a device batch never comes down for them.
+      const Tensor<L, backend> full = on_device(label);
+      for (const auto& o : outputs) labels.push_back(nearest_labels(full, o.shape()));
       const float value = deep_supervision_->forward(outputs, labels);
       auto grads = deep_supervision_->backward();
       for (const auto& g : grads) scale_for_accumulation(g);

@@ -1,7 +1,8 @@
 // MR bias field: the smooth multiplicative intensity inhomogeneity of a receive coil, as
 // MONAI's RandBiasField simulates it: x * exp(f), f a 3-D Legendre polynomial series of
 // total degree <= `degree` on [-1, 1]^3 with random coefficients. Augmentation for MR
-// training, and one of the realistic deformations the demo makes its cases with.
+// training, and one of the realistic deformations the demo makes its cases with. The draws
+// and the Legendre tables are made here; the field is the backend's (ops::multiply_bias_field).
 #pragma once
 
 #include <array>
@@ -11,10 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "../core/parallel.hpp"
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 #include "intensity.hpp"
-#include "voxel_intensity.hpp"
 
 namespace medseg::transforms {
 
@@ -28,14 +28,8 @@ struct RandomBiasField {
   int degree = 3;
   Range coefficients{0.0f, 0.1f};
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the field on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws: the coefficients in bias_field_terms(degree)'s order (empty: not fired).
   std::vector<double> draw(RandomStream& rng) const;
 };
@@ -44,8 +38,9 @@ struct RandomBiasField {
 /// i major, then j, then k, each ascending, keeping i + j + k <= degree.
 std::vector<std::array<int, 3>> bias_field_terms(int degree);
 
-/// f itself, [D, H, W], for `coefficients` in bias_field_terms(degree)'s order.
-Tensor<float> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients);
+/// f itself, [D, H, W] on backend B, for `coefficients` in bias_field_terms(degree)'s order.
+template <class B = Cpu>
+Tensor<float, B> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients);
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -73,7 +68,7 @@ inline std::vector<double> legendre_table(std::int64_t n, int degree) {
   return t;
 }
 
-/// The coefficients in bias_field_terms(degree)'s order laid out dense, as the voxel::bias_*
+/// The coefficients in bias_field_terms(degree)'s order laid out dense, as the ops::voxel::bias_*
 /// functions read them: c[(i * (degree + 1) + j) * (degree + 1) + k], 0 where i + j + k > degree.
 inline std::vector<double> dense_bias_coefficients(int degree, const std::vector<double>& coefficients) {
   const auto terms = bias_field_terms(degree);
@@ -95,28 +90,13 @@ inline void check_bias_coefficients(int degree, const std::vector<double>& coeff
 }
 }  // namespace detail
 
-inline Tensor<float> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients) {
+template <class B>
+Tensor<float, B> bias_field_log(const Index3& size, int degree, const std::vector<double>& coefficients) {
   detail::check_bias_coefficients(degree, coefficients);
-  const auto c = detail::dense_bias_coefficients(degree, coefficients);
-  const auto pz = detail::legendre_table(size[0], degree), py = detail::legendre_table(size[1], degree),
-             px = detail::legendre_table(size[2], degree);
-  auto out = Tensor<float>::empty({size[0], size[1], size[2]});
-  float* f = out.data();
-  const int stride = degree + 1;
-  parallel_for(0, size[0], 1, [&](std::int64_t z0, std::int64_t z1) {
-    // Per plane, fold the z factor into the coefficients (g_jk), per row the y factor (h_k).
-    std::vector<double> g(static_cast<std::size_t>(stride * stride)), h(static_cast<std::size_t>(stride));
-    for (std::int64_t z = z0; z < z1; ++z) {
-      for (int j = 0; j <= degree; ++j)
-        for (int k = 0; j + k <= degree; ++k)
-          g[j * stride + k] = voxel::bias_plane_term(c.data(), degree, j, k, &pz[z * stride]);
-      for (std::int64_t y = 0; y < size[1]; ++y) {
-        for (int k = 0; k <= degree; ++k) h[k] = voxel::bias_row_term(g.data(), degree, k, &py[y * stride]);
-        float* row = f + (z * size[1] + y) * size[2];
-        for (std::int64_t x = 0; x < size[2]; ++x) row[x] = voxel::bias_log_point(h.data(), degree, &px[x * stride]);
-      }
-    }
-  });
+  auto out = Tensor<float, B>::empty({size[0], size[1], size[2]});
+  ops::bias_field_log(out, degree, detail::dense_bias_coefficients(degree, coefficients),
+                      detail::legendre_table(size[0], degree), detail::legendre_table(size[1], degree),
+                      detail::legendre_table(size[2], degree));
   return out;
 }
 
@@ -132,22 +112,16 @@ inline std::vector<double> RandomBiasField::draw(RandomStream& rng) const {
   return c;
 }
 
-template <class L>
-void RandomBiasField::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomBiasField::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomBiasField");
   const std::vector<double> c = draw(rng);
   if (c.empty()) return;
   const Index3 size = s.spatial();
-  const Tensor<float> log_field = bias_field_log(size, degree, c);
-  const float* f = log_field.data();
-  const std::int64_t n = size[0] * size[1] * size[2];
-  float* x = detail::writable_image(s.image);
-  parallel_for(0, n, 1 << 14, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) {
-      const float gain = std::exp(f[i]);
-      for (std::int64_t ch = 0; ch < s.channels(); ++ch) x[ch * n + i] *= gain;
-    }
-  });
+  detail::make_writable(s.image);
+  ops::multiply_bias_field(s.image, degree, detail::dense_bias_coefficients(degree, c),
+                           detail::legendre_table(size[0], degree), detail::legendre_table(size[1], degree),
+                           detail::legendre_table(size[2], degree));
 }
 
 }  // namespace medseg::transforms

@@ -1,6 +1,7 @@
 // The whole-voxel box copy every crop and pad reduces to: a box of the volume that may
 // start before it or run past its end, with the outside read as a fill value. Shared by the
-// crops of crop.hpp and the exact (nothing fired) path of the spatial transform.
+// crops of crop.hpp and the exact (nothing fired) path of the spatial transform; the copy is
+// the backend's (ops::crop_or_pad), so it runs where the sample is.
 #pragma once
 
 #include <algorithm>
@@ -8,17 +9,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
 
 namespace medseg::transforms {
 
 /// The box [begin, begin + size) of x [C,D,H,W]; begin may be negative and the box may pass
 /// the end: voxels outside x read `fill`.
-template <class T>
-Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& size, T fill = T(0));
+template <class T, class B>
+Tensor<T, B> crop_or_pad(const Tensor<T, B>& x, const Index3& begin, const Index3& size, T fill = T(0));
 /// The same box of image and label.
-template <class L>
-void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size);
+template <class L, class B>
+void crop_or_pad(BasicSample<L, B>& s, const Index3& begin, const Index3& size);
 
 /// Where a patch of `size` may start along an axis of extent n, as nnU-Net's get_bbox: the
 /// patch may reach `pad` voxels past the volume (half before, the rest after), and at least
@@ -43,11 +45,21 @@ template <class L>
 Index3 patch_start(const Index3& n, const Tensor<L>& label, const Index3& size, float foreground_fraction,
                    RandomStream& rng, const Index3& pad = {0, 0, 0});
 
+namespace detail {
+/// The label on the host for a draw that centres a patch on foreground, when the draw may
+/// read it (a device's label map is copied back: it is small); else undefined, which the
+/// draws take as "no label to read".
+template <class L, class B>
+Tensor<L> label_for_draw(const BasicSample<L, B>& s, bool reads_label) {
+  return reads_label && s.label.defined() ? ops::host_readable(s.label) : Tensor<L>{};
+}
+}  // namespace detail
+
 // ----------------------------------------------------------------------------------------
 // Implementation
 
-template <class T>
-Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& size, T fill) {
+template <class T, class B>
+Tensor<T, B> crop_or_pad(const Tensor<T, B>& x, const Index3& begin, const Index3& size, T fill) {
   require(x.rank() == 4 && x.is_contiguous(), [&] {
     return ErrorInfo{.where = "transforms::crop_or_pad", .field = "x", .expected = "a contiguous [C,D,H,W] tensor",
                      .actual = x.layout().to_string()};
@@ -56,33 +68,13 @@ Tensor<T> crop_or_pad(const Tensor<T>& x, const Index3& begin, const Index3& siz
     return ErrorInfo{.where = "transforms::crop_or_pad", .field = "size", .expected = "three positive extents",
                      .actual = index3_text(size)};
   });
-  const std::int64_t channels = x.size(0), d = x.size(1), h = x.size(2), w = x.size(3);
-  auto out = Tensor<T>::empty({channels, size[0], size[1], size[2]});
-  const T* in = x.data();
-  T* o = out.data();
-  // The part of each output row that lies inside x: [x_lo, x_hi) in output coordinates.
-  const std::int64_t x_lo = std::clamp<std::int64_t>(-begin[2], 0, size[2]);
-  const std::int64_t x_hi = std::clamp<std::int64_t>(w - begin[2], x_lo, size[2]);
-  parallel_for(0, channels * size[0] * size[1], 16, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) {
-      const std::int64_t c = r / (size[0] * size[1]);
-      const std::int64_t z = (r / size[1]) % size[0] + begin[0], y = r % size[1] + begin[1];
-      T* row = o + r * size[2];
-      if (z < 0 || z >= d || y < 0 || y >= h) {
-        std::fill(row, row + size[2], fill);
-        continue;
-      }
-      const T* src = in + ((c * d + z) * h + y) * w + begin[2];
-      std::fill(row, row + x_lo, fill);
-      std::copy(src + x_lo, src + x_hi, row + x_lo);
-      std::fill(row + x_hi, row + size[2], fill);
-    }
-  });
+  auto out = Tensor<T, B>::empty({x.size(0), size[0], size[1], size[2]});
+  ops::crop_or_pad(x, begin, out, fill);
   return out;
 }
 
-template <class L>
-void crop_or_pad(BasicSample<L>& s, const Index3& begin, const Index3& size) {
+template <class L, class B>
+void crop_or_pad(BasicSample<L, B>& s, const Index3& begin, const Index3& size) {
   check_sample(s, "transforms::crop_or_pad");
   s.image = crop_or_pad(s.image, begin, size, 0.0f);
   if (s.label.defined()) s.label = crop_or_pad(s.label, begin, size, L(0));

@@ -24,8 +24,8 @@ using Index3 = std::array<std::int64_t, 3>;
 /// One training sample. `image` is float [C,D,H,W], contiguous; `label` is an integral map
 /// [1,D,H,W] of the same spatial size, or undefined for unlabelled data. Transforms replace
 /// the tensors (they never write into storage another sample may share, such as a cache).
-/// BasicSample<L, Cuda> is a sample on the GPU: every transform of this folder takes it
-/// (with transforms/cuda.hpp included) and draws the same random numbers as on the CPU.
+/// BasicSample<L, Cuda> is a sample on the GPU: every transform of this folder takes it (in
+/// a program that links medseg::cuda) and draws the same random numbers as on the CPU.
 template <class L = std::uint8_t, class B = Cpu>
 struct BasicSample {
   static_assert(std::is_integral_v<L>, "medseg: a sample's label map holds class ids: use an integral type (uint8, int16)");
@@ -47,19 +47,8 @@ concept Transform = requires(const T& t, BasicSample<L, B>& s, RandomStream& rng
   { t.apply(s, rng) } -> std::same_as<void>;
 };
 
-/// Where the GPU version of a transform is: a transform's apply on a BasicSample<L, Cuda>
-/// calls apply_on_device(transform, sample, rng), which transforms/cuda.hpp overloads per
-/// transform (found by argument-dependent lookup). Without that header this one is chosen,
-/// and says so.
-template <class T, class L, class B>
-void apply_on_device(const T&, BasicSample<L, B>&, RandomStream&) {
-  static_assert(sizeof(T) == 0, "medseg: this transform on a GPU sample (BasicSample<L, Cuda>) needs its GPU "
-                                "version: #include <medseg/transforms/cuda.hpp> and link medseg::cuda (every transform "
-                                "of this folder has one)");
-}
-
 /// Transforms applied in order, the i-th with rng.substream(i). Built with `|`. Works on CPU
-/// and on GPU samples alike when every part has that sample's version.
+/// and on GPU samples alike.
 template <class... Ts>
 struct Compose {
   std::tuple<Ts...> parts;

@@ -1,7 +1,8 @@
 // Patch selection: random, centre and foreground-oversampled crops (nnU-Net forces a third
 // of its patches to contain foreground, which is what makes small structures learnable),
 // padding to a minimum size, and MedicalSeg's RandomResizedCrop3D. Crops copy whole voxels,
-// so image and label stay exactly aligned; regions outside the volume read 0.
+// so image and label stay exactly aligned; regions outside the volume read 0. Draws are made
+// on the host; the copies run on the sample's backend.
 #pragma once
 
 #include <algorithm>
@@ -19,14 +20,8 @@ namespace medseg::transforms {
 /// A patch of `size` at a uniformly random position (padded when the volume is smaller).
 struct RandomCrop {
   Index3 size{};
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// Where one apply puts the patch in a volume of extent `spatial`.
   Index3 draw(const Index3& spatial, RandomStream& rng) const;
 };
@@ -34,14 +29,8 @@ struct RandomCrop {
 /// The central patch of `size` (padded when the volume is smaller).
 struct CenterCrop {
   Index3 size{};
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// Where the patch starts in a volume of extent `spatial` (nothing is drawn).
   Index3 begin(const Index3& spatial) const;
 };
@@ -49,14 +38,8 @@ struct CenterCrop {
 /// Pads with 0 (label 0) to at least `size` per axis, half before and the rest after (nnU-Net).
 struct PadToSize {
   Index3 size{};
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// The padded box of a volume of extent `spatial`: where it starts (<= 0) and its extent.
   /// Equal to `spatial` when nothing needs padding.
   std::array<Index3, 2> box(const Index3& spatial) const;
@@ -74,14 +57,8 @@ struct ForegroundCrop {
   /// need_to_pad: a crop larger than the final patch gets their difference, so the final
   /// patch's centre reaches the border).
   Index3 margin{0, 0, 0};
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// Where one apply puts the patch in a volume of extent `spatial` labelled `label` (host
   /// memory; only read when the draw picks foreground; may be undefined).
   template <class L>
@@ -98,14 +75,8 @@ struct RandomResizedCrop3D {
   Index3 size{128, 128, 128};
   Range scale{0.8f, 1.2f};
   Range ratio{3.0f / 4.0f, 4.0f / 3.0f};
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws for a volume of extent `spatial`: the grid of its box resized to `size`.
   SamplingGrid draw(const Index3& spatial, RandomStream& rng) const;
 };
@@ -134,8 +105,8 @@ inline Index3 RandomCrop::draw(const Index3& n, RandomStream& rng) const {
   return begin;
 }
 
-template <class L>
-void RandomCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomCrop::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomCrop");
   detail::check_size(size, "transforms::RandomCrop");
   crop_or_pad(s, draw(s.spatial(), rng), size);
@@ -147,8 +118,8 @@ inline Index3 CenterCrop::begin(const Index3& n) const {
   return b;
 }
 
-template <class L>
-void CenterCrop::apply(BasicSample<L>& s, RandomStream&) const {
+template <class L, class B>
+void CenterCrop::apply(BasicSample<L, B>& s, RandomStream&) const {
   check_sample(s, "transforms::CenterCrop");
   detail::check_size(size, "transforms::CenterCrop");
   crop_or_pad(s, begin(s.spatial()), size);
@@ -163,23 +134,23 @@ inline std::array<Index3, 2> PadToSize::box(const Index3& n) const {
   return {begin, out};
 }
 
-template <class L>
-void PadToSize::apply(BasicSample<L>& s, RandomStream&) const {
+template <class L, class B>
+void PadToSize::apply(BasicSample<L, B>& s, RandomStream&) const {
   check_sample(s, "transforms::PadToSize");
   const auto [begin, out] = box(s.spatial());
   if (out == s.spatial()) return;
   crop_or_pad(s, begin, out);
 }
 
-template <class L>
-void ForegroundCrop::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void ForegroundCrop::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::ForegroundCrop");
   detail::check_size(size, "transforms::ForegroundCrop");
-  crop_or_pad(s, draw(s.spatial(), s.label, rng), size);
+  crop_or_pad(s, draw(s.spatial(), detail::label_for_draw(s, foreground_fraction > 0), rng), size);
 }
 
-template <class L>
-void RandomResizedCrop3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomResizedCrop3D::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomResizedCrop3D");
   detail::check_size(size, "transforms::RandomResizedCrop3D");
   resample(s, draw(s.spatial(), rng), ImageInterpolation::linear, LabelInterpolation::nearest);

@@ -2,6 +2,7 @@
 // sampling and brought back to its size with linear interpolation, which mimics scans taken
 // at a coarser resolution. Sampling follows PyTorch's interpolate (nearest-exact, then
 // trilinear with align_corners=False), as batchgenerators v2 does; the label is untouched.
+// The index and weight tables are made here; the resizes are the backend's (ops::resize_separable).
 #pragma once
 
 #include <algorithm>
@@ -10,15 +11,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "../backends/ops.hpp"
 #include "concepts.hpp"
-#include "voxel_sampling.hpp"
 
 namespace medseg::transforms {
 
 /// torch.nn.functional.interpolate(x[None], size, mode='nearest-exact') per channel of x [C,D,H,W].
-Tensor<float> resize_nearest_exact(const Tensor<float>& x, const Index3& size);
+template <class B>
+Tensor<float, B> resize_nearest_exact(const Tensor<float, B>& x, const Index3& size);
 /// torch.nn.functional.interpolate(x[None], size, mode='trilinear', align_corners=False).
-Tensor<float> resize_trilinear(const Tensor<float>& x, const Index3& size);
+template <class B>
+Tensor<float, B> resize_trilinear(const Tensor<float, B>& x, const Index3& size);
 
 /// With probability p, each channel with probability p_per_channel resampled to
 /// round(n * zoom) per axis (one zoom uniform in `zoom` for all axes) and back.
@@ -26,14 +29,8 @@ struct SimulateLowResolution {
   float p = 0.25f;
   Range zoom{0.5f, 1.0f};
   float p_per_channel = 0.5f;
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the resizes on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws for a sample of extent `spatial`: per channel, whether it is resampled
   /// and the low resolution it goes through (empty: not fired).
   struct ChannelDraw {
@@ -85,7 +82,7 @@ inline std::vector<std::int64_t> nearest_exact_index(std::int64_t in, std::int64
 }
 
 /// The three axes' tables of a resize from `in` to `size`, one after another (D, H, W), as
-/// voxel::ResizeSpec reads them: nearest_exact_index's indices (linear false; i1 and t stay
+/// ops::resize_separable reads them: nearest_exact_index's indices (linear false; i1 and t stay
 /// empty) or linear_taps's taps.
 inline Taps separable_taps(const Index3& in, const Index3& size, bool linear) {
   Taps all;
@@ -102,54 +99,26 @@ inline Taps separable_taps(const Index3& in, const Index3& size, bool linear) {
   }
   return all;
 }
-}  // namespace detail
 
-inline Tensor<float> resize_nearest_exact(const Tensor<float>& x, const Index3& size) {
-  detail::check_resize(x, size, "transforms::resize_nearest_exact");
-  const std::int64_t channels = x.size(0);
-  const Index3 in{x.size(1), x.size(2), x.size(3)};
-  std::array<std::vector<std::int64_t>, 3> index;
-  for (int k = 0; k < 3; ++k) index[k] = detail::nearest_exact_index(in[k], size[k]);
-  auto out = Tensor<float>::empty({channels, size[0], size[1], size[2]});
-  const float* src = x.data();
-  float* dst = out.data();
-  parallel_for(0, channels * size[0] * size[1], 16, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) {
-      const std::int64_t c = r / (size[0] * size[1]), z = (r / size[1]) % size[0], y = r % size[1];
-      const float* row = src + ((c * in[0] + index[0][static_cast<std::size_t>(z)]) * in[1] +
-                                index[1][static_cast<std::size_t>(y)]) * in[2];
-      float* o = dst + r * size[2];
-      for (std::int64_t i = 0; i < size[2]; ++i) o[i] = row[index[2][static_cast<std::size_t>(i)]];
-    }
-  });
+/// resize_nearest_exact (linear false) or resize_trilinear.
+template <class B>
+Tensor<float, B> resize_separable(const Tensor<float, B>& x, const Index3& size, bool linear, const char* where) {
+  check_resize(x, size, where);
+  const Taps taps = separable_taps({x.size(1), x.size(2), x.size(3)}, size, linear);
+  auto out = Tensor<float, B>::empty({x.size(0), size[0], size[1], size[2]});
+  ops::resize_separable(x, out, taps.i0, taps.i1, taps.t, linear);
   return out;
 }
+}  // namespace detail
 
-inline Tensor<float> resize_trilinear(const Tensor<float>& x, const Index3& size) {
-  detail::check_resize(x, size, "transforms::resize_trilinear");
-  const std::int64_t channels = x.size(0);
-  const Index3 in{x.size(1), x.size(2), x.size(3)};
-  const auto tz = detail::linear_taps(in[0], size[0]), ty = detail::linear_taps(in[1], size[1]),
-             tx = detail::linear_taps(in[2], size[2]);
-  auto out = Tensor<float>::empty({channels, size[0], size[1], size[2]});
-  const float* src = x.data();
-  float* dst = out.data();
-  parallel_for(0, channels * size[0] * size[1], 16, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) {
-      const auto c = r / (size[0] * size[1]);
-      const auto z = static_cast<std::size_t>((r / size[1]) % size[0]), y = static_cast<std::size_t>(r % size[1]);
-      const float* base = src + c * in[0] * in[1] * in[2];
-      const float* r00 = base + (tz.i0[z] * in[1] + ty.i0[y]) * in[2];
-      const float* r01 = base + (tz.i0[z] * in[1] + ty.i1[y]) * in[2];
-      const float* r10 = base + (tz.i1[z] * in[1] + ty.i0[y]) * in[2];
-      const float* r11 = base + (tz.i1[z] * in[1] + ty.i1[y]) * in[2];
-      const float wz = tz.t[z], wy = ty.t[y];
-      float* o = dst + r * size[2];
-      for (std::size_t i = 0; i < static_cast<std::size_t>(size[2]); ++i)
-        o[i] = voxel::trilinear_rows(r00, r01, r10, r11, tx.i0[i], tx.i1[i], tx.t[i], wy, wz);
-    }
-  });
-  return out;
+template <class B>
+Tensor<float, B> resize_nearest_exact(const Tensor<float, B>& x, const Index3& size) {
+  return detail::resize_separable(x, size, false, "transforms::resize_nearest_exact");
+}
+
+template <class B>
+Tensor<float, B> resize_trilinear(const Tensor<float, B>& x, const Index3& size) {
+  return detail::resize_separable(x, size, true, "transforms::resize_trilinear");
 }
 
 inline std::vector<SimulateLowResolution::ChannelDraw> SimulateLowResolution::draw(const Index3& n,
@@ -168,12 +137,12 @@ inline std::vector<SimulateLowResolution::ChannelDraw> SimulateLowResolution::dr
   return d;
 }
 
-template <class L>
-void SimulateLowResolution::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void SimulateLowResolution::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::SimulateLowResolution");
   const Index3 n = s.spatial();
   const auto draws = draw(n, s.channels(), rng);
-  Tensor<float> out;
+  Tensor<float, B> out;
   for (std::int64_t c = 0; c < static_cast<std::int64_t>(draws.size()); ++c) {
     const ChannelDraw& d = draws[static_cast<std::size_t>(c)];
     if (!d.fire) continue;

@@ -1,7 +1,7 @@
 // Ready-made augmentation chains: nnU-Net v2's default 3D training augmentation and
 // MedicalSeg's lung (COVID-19 CT) and spine (MRSpineSeg) chains. Each is one composed type,
-// built from the transforms of this folder with the probabilities their sources use; with
-// transforms/cuda.hpp each also runs on a GPU sample, with the CPU's draws.
+// built from the transforms of this folder with the probabilities their sources use; each
+// also runs on a GPU sample (in a program that links medseg::cuda), with the CPU's draws.
 #pragma once
 
 #include <algorithm>

@@ -21,8 +21,8 @@ using Plane = std::array<int, 2>;
 
 /// np.rot90(x, k, axes=plane) on every channel of x [C,D,H,W]: k quarter turns from axis
 /// plane[0] towards plane[1]. Any integer k (taken mod 4).
-template <class T>
-Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane);
+template <class T, class B>
+Tensor<T, B> rot90(const Tensor<T, B>& x, int k, const Plane& plane);
 
 /// With probability p, k in {1, 2, 3} quarter turns in one of `planes`, each equally likely.
 /// With square_only, planes whose two extents differ are never chosen, so the shape is kept
@@ -32,14 +32,8 @@ struct RandomQuarterTurn3D {
   std::vector<Plane> planes{{0, 1}, {0, 2}, {1, 2}};
   bool square_only = true;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, voxels moved on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws for a sample of extent `spatial`: whether it turns, by k quarter turns in `plane`.
   struct Draw {
     bool turn = false;
@@ -60,14 +54,8 @@ struct RandomRotation3D {
   ImageInterpolation image_interpolation = ImageInterpolation::linear;
   LabelInterpolation label_interpolation = LabelInterpolation::nearest;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws for a sample of extent `spatial`: the grid to resample on, none when
   /// it does not fire.
   std::optional<SamplingGrid> draw(const Index3& spatial, RandomStream& rng) const;
@@ -114,8 +102,8 @@ inline detail::QuarterTurn detail::quarter_turn(int k, const Plane& plane) {
   return q;
 }
 
-template <class T>
-Tensor<T> rot90(const Tensor<T>& x, int k, const Plane& plane) {
+template <class T, class B>
+Tensor<T, B> rot90(const Tensor<T, B>& x, int k, const Plane& plane) {
   const detail::QuarterTurn q = detail::quarter_turn(k, plane);
   return q.identity ? x.clone() : permute_reverse(x, q.source, q.reverse);
 }
@@ -135,8 +123,8 @@ inline RandomQuarterTurn3D::Draw RandomQuarterTurn3D::draw(const Index3& size, R
   return {true, k, plane};
 }
 
-template <class L>
-void RandomQuarterTurn3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomQuarterTurn3D::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomQuarterTurn3D");
   const Draw d = draw(s.spatial(), rng);
   if (!d.turn) return;
@@ -158,8 +146,8 @@ inline std::optional<SamplingGrid> RandomRotation3D::draw(const Index3& spatial,
   return SamplingGrid::centered(spatial, spatial, Mat3::plane_rotation(plane[0], plane[1], -angle));
 }
 
-template <class L>
-void RandomRotation3D::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomRotation3D::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomRotation3D");
   if (const auto grid = draw(s.spatial(), rng)) resample(s, *grid, image_interpolation, label_interpolation);
 }

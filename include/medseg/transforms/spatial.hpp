@@ -1,7 +1,8 @@
 // The fused spatial augmentation: rotation, scaling and elastic deformation become one map
 // from output voxel to input coordinate, sampled in ONE pass (image linear or nearest, label
 // nearest or per-class linear, never linear on ids). One interpolation instead of three keeps
-// the image sharp and the CPU cost low; this is nnU-Net's SpatialTransform.
+// the image sharp and the CPU cost low; this is nnU-Net's SpatialTransform. The draws are
+// made here, on the host; the sampling pass is the backend's (ops::sample_grid).
 #pragma once
 
 #include <array>
@@ -11,10 +12,10 @@
 #include <numbers>
 #include <optional>
 
+#include "../backends/ops.hpp"
 #include "box.hpp"
 #include "concepts.hpp"
 #include "filter.hpp"
-#include "voxel_sampling.hpp"
 
 namespace medseg::transforms {
 
@@ -51,21 +52,25 @@ struct SamplingGrid {
 };
 
 /// Every channel of `image` [C,D,H,W] sampled on `grid`: [C, grid.out_size...].
-Tensor<float> sample_image(const Tensor<float>& image, const SamplingGrid& grid,
-                           ImageInterpolation interpolation = ImageInterpolation::linear);
+template <class B>
+Tensor<float, B> sample_image(const Tensor<float, B>& image, const SamplingGrid& grid,
+                              ImageInterpolation interpolation = ImageInterpolation::linear);
 /// `label` [1,D,H,W] sampled on `grid`; output ids are always ids of the input (or 0).
-template <class L>
-Tensor<L> sample_label(const Tensor<L>& label, const SamplingGrid& grid,
-                       LabelInterpolation interpolation = LabelInterpolation::nearest);
-/// Image and label of `s` sampled on `grid`.
-template <class L>
-void resample(BasicSample<L>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
-              LabelInterpolation label_interpolation);
+template <class L, class B>
+Tensor<L, B> sample_label(const Tensor<L, B>& label, const SamplingGrid& grid,
+                          LabelInterpolation interpolation = LabelInterpolation::nearest);
+/// Image and label of `s` sampled on `grid`. The displacement is `displacement` (on the
+/// sample's backend, [3, grid.out_size...]) or, when that is undefined, grid.displacement.
+template <class L, class B>
+void resample(BasicSample<L, B>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
+              LabelInterpolation label_interpolation, const Tensor<float, B>& displacement = {});
 
 /// nnU-Net's elastic displacement: uniform noise in [-1, 1] per component and voxel,
 /// Gaussian-smoothed with `sigma`, times `alpha` (batchgenerators' elastic_deform_coordinates).
-/// [3, D, H, W] in voxels. Noise is indexed by voxel, so it does not depend on threads.
-Tensor<float> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng);
+/// [3, D, H, W] in voxels, on backend B. Noise is indexed by voxel, so it does not depend on
+/// threads or device.
+template <class B = Cpu>
+Tensor<float, B> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng);
 
 /// Rotation, scaling and elastic deformation fused, then one sampling pass to `patch_size`
 /// (nnU-Net's SpatialTransform; defaults are nnU-Net v2's for 3D: rotation +-30 degrees about
@@ -89,15 +94,9 @@ struct SpatialTransform {
   ImageInterpolation image_interpolation = ImageInterpolation::linear;  // nnU-Net uses cubic; see docs
   LabelInterpolation label_interpolation = LabelInterpolation::per_class_linear;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): the same draws, made here on the host
-  /// by draw(), then the sampling pass on the device.
+  /// On any backend: the draws on the host (draw()), then one sampling pass where the sample is.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
 
   /// Everything one apply draws before its elastic field, in the order it draws it.
   struct Draw {
@@ -123,14 +122,8 @@ struct RandomScale {
   ImageInterpolation image_interpolation = ImageInterpolation::linear;
   LabelInterpolation label_interpolation = LabelInterpolation::nearest;
 
-  template <class L>
-  void apply(BasicSample<L>& s, RandomStream& rng) const;
-  /// The same on a GPU sample (transforms/cuda.hpp): draws made here, the sampling pass on the device.
   template <class L, class B>
-    requires(!std::same_as<B, Cpu>)
-  void apply(BasicSample<L, B>& s, RandomStream& rng) const {
-    apply_on_device(*this, s, rng);
-  }
+  void apply(BasicSample<L, B>& s, RandomStream& rng) const;
   /// One apply's draws for a sample of extent `spatial`: the grid to resample on, none when
   /// it does not fire.
   std::optional<SamplingGrid> draw(const Index3& spatial, RandomStream& rng) const;
@@ -189,9 +182,9 @@ inline void check_grid(const SamplingGrid& g, const char* where) {
   });
 }
 
-/// The grid as the plain data the per-voxel functions (voxel_sampling.hpp) and the GPU read.
-inline voxel::GridSpec grid_spec(const SamplingGrid& g) {
-  voxel::GridSpec spec{};
+/// The grid as the plain data the kernels read (backends/augment.hpp).
+inline ops::voxel::GridSpec grid_spec(const SamplingGrid& g) {
+  ops::voxel::GridSpec spec{};
   for (int k = 0; k < 3; ++k) {
     spec.out[k] = g.out_size[k];
     spec.out_center[k] = g.out_center[k];
@@ -201,218 +194,87 @@ inline voxel::GridSpec grid_spec(const SamplingGrid& g) {
   return spec;
 }
 
-/// Walks the output grid row by row (threaded over rows), handing `visit` the output offset
-/// and the input coordinate of each voxel. The coordinate of voxel x of a row is the row's
-/// start plus x times the matrix's W column: no per-voxel matrix product.
-template <class Visit>
-void walk_grid(const SamplingGrid& g, Visit&& visit) {
-  const voxel::GridSpec spec = grid_spec(g);
-  const std::int64_t od = g.out_size[0], oh = g.out_size[1], ow = g.out_size[2];
-  const std::int64_t plane = od * oh * ow;
-  const float* disp = g.displacement.defined() ? g.displacement.data() : nullptr;
-  parallel_for(0, od * oh, 8, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) {
-      double start[3], p[3];
-      voxel::row_start(spec, r / oh, r % oh, start);
-      const std::int64_t row = r * ow;
-      for (std::int64_t x = 0; x < ow; ++x) {
-        voxel::row_point(spec, start, x, disp, row + x, plane, p);
-        visit(row + x, p[0], p[1], p[2]);
-      }
-    }
-  });
+inline ops::SamplingModes sampling_modes(ImageInterpolation image, LabelInterpolation label) {
+  return {image == ImageInterpolation::nearest ? 0 : 1, label == LabelInterpolation::nearest ? 0 : 1};
 }
 
-inline void check_image(const Tensor<float>& image, const char* where) {
+template <class B>
+void check_image(const Tensor<float, B>& image, const char* where) {
   require(image.rank() == 4 && image.is_contiguous(), [&] {
     return ErrorInfo{.where = where, .field = "image", .expected = "a contiguous [C,D,H,W] tensor",
                      .actual = image.layout().to_string()};
   });
 }
 
-template <class L>
-void check_label(const Tensor<L>& label, const char* where) {
+template <class L, class B>
+void check_label(const Tensor<L, B>& label, const char* where) {
   require(label.rank() == 4 && label.size(0) == 1 && label.is_contiguous(), [&] {
     return ErrorInfo{.where = where, .field = "label", .expected = "a contiguous [1,D,H,W] tensor",
                      .actual = label.layout().to_string()};
   });
 }
 
-/// Writes output voxel `at` of every channel from input coordinate (z, y, x). Outside the
-/// input reads 0; on the border, neighbours outside read 0 (SciPy's 'grid-constant').
-struct ImageSampler {
-  const float* in;
-  float* out;
-  std::int64_t channels, d, h, w, in_plane, out_plane;
-  ImageInterpolation interpolation;
-
-  ImageSampler(const Tensor<float>& image, const Tensor<float>& output, ImageInterpolation mode)
-      : in(image.data()), out(output.data()), channels(image.size(0)), d(image.size(1)), h(image.size(2)),
-        w(image.size(3)), in_plane(d * h * w), out_plane(output.numel() / std::max<std::int64_t>(1, output.size(0))),
-        interpolation(mode) {}
-
-  void operator()(std::int64_t at, double z, double y, double x) const {
-    if (interpolation == ImageInterpolation::nearest) {
-      const std::int64_t src = voxel::nearest_offset(z, y, x, d, h, w);
-      for (std::int64_t c = 0; c < channels; ++c) out[c * out_plane + at] = src >= 0 ? in[c * in_plane + src] : 0.0f;
-      return;
-    }
-    const voxel::Corner k = voxel::corner_of(z, y, x);
-    const auto tz = static_cast<float>(k.tz), ty = static_cast<float>(k.ty), tx = static_cast<float>(k.tx);
-    if (voxel::corner_inside(k, d, h, w)) {
-      interior(at, (k.z0 * h + k.y0) * w + k.x0, tz, ty, tx);
-      return;
-    }
-    border(at, k.z0, k.y0, k.x0, tz, ty, tx);
-  }
-
-  /// All eight neighbours inside (the common case): no bounds checks. `base` is the offset
-  /// of the lowest corner.
-  void interior(std::int64_t at, std::int64_t base, float tz, float ty, float tx) const {
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const float* p = in + c * in_plane + base;
-      out[c * out_plane + at] = voxel::trilinear_rows(p, p + w, p + h * w, p + h * w + w, 0, 1, tx, ty, tz);
-    }
-  }
-
-  /// Voxels near or outside the input's edge: kept out of line so that the interior path
-  /// above stays small enough to inline into the grid walk.
-  [[gnu::noinline]] void border(std::int64_t at, std::int64_t z0, std::int64_t y0, std::int64_t x0, float tz, float ty,
-                                float tx) const {
-    for (std::int64_t c = 0; c < channels; ++c)
-      out[c * out_plane + at] = voxel::border_sample({in + c * in_plane, d, h, w}, z0, y0, x0, tz, ty, tx);
-  }
-};
-
-/// Writes output voxel `at` of the label from input coordinate (z, y, x): the nearest id,
-/// or the id whose one-hot mask interpolates largest. Outside the input reads id 0.
-template <class L>
-struct LabelSampler {
-  const L* in;
-  L* out;
-  std::int64_t d, h, w;
-  LabelInterpolation interpolation;
-
-  LabelSampler(const Tensor<L>& label, const Tensor<L>& output, LabelInterpolation mode)
-      : in(label.data()), out(output.data()), d(label.size(1)), h(label.size(2)), w(label.size(3)), interpolation(mode) {}
-
-  void operator()(std::int64_t at, double z, double y, double x) const {
-    if (interpolation == LabelInterpolation::nearest) {
-      const std::int64_t src = voxel::nearest_offset(z, y, x, d, h, w);
-      out[at] = src >= 0 ? in[src] : L(0);
-      return;
-    }
-    const voxel::Corner k = voxel::corner_of(z, y, x);
-    if (voxel::corner_inside(k, d, h, w)) {
-      interior(at, (k.z0 * h + k.y0) * w + k.x0, k.tz, k.ty, k.tx);
-      return;
-    }
-    out[at] = voxel::per_class_linear_sample(in, d, h, w, k);
-  }
-
-  /// Per-class linear with all eight neighbours inside; `base` is the lowest corner's offset.
-  void interior(std::int64_t at, std::int64_t base, double tz, double ty, double tx) const {
-    const L* p = in + base;
-    const L ids[8] = {p[0], p[1], p[w], p[w + 1], p[h * w], p[h * w + 1], p[h * w + w], p[h * w + w + 1]};
-    out[at] = vote(ids, tz, ty, tx);
-  }
-
-  static L vote(const L* ids, double tz, double ty, double tx) {
-    return voxel::all_equal(ids) ? ids[0] : largest_class(ids, tz, ty, tx);
-  }
-
-  /// Neighbours of several classes (voxel::largest_class). Out of line: only boundary voxels
-  /// get here, and the uniform test above stays small enough to inline.
-  [[gnu::noinline]] static L largest_class(const L* ids, double tz, double ty, double tx) {
-    return voxel::largest_class(ids, tz, ty, tx);
-  }
-};
-
-/// Image and label read at the same coordinate, for linear image and per-class linear label
-/// (nnU-Net's spatial transform): the floors, the weights and the bounds test are computed
-/// once for both, and both reads hit the same neighbourhood.
-template <class L>
-struct PairSampler {
-  ImageSampler image;
-  LabelSampler<L> label;
-
-  void operator()(std::int64_t at, double z, double y, double x) const {
-    if (image.interpolation != ImageInterpolation::linear || label.interpolation != LabelInterpolation::per_class_linear) {
-      image(at, z, y, x);
-      label(at, z, y, x);
-      return;
-    }
-    const voxel::Corner k = voxel::corner_of(z, y, x);
-    const auto tz = static_cast<float>(k.tz), ty = static_cast<float>(k.ty), tx = static_cast<float>(k.tx);
-    if (voxel::corner_inside(k, image.d, image.h, image.w)) {
-      const std::int64_t base = (k.z0 * image.h + k.y0) * image.w + k.x0;
-      image.interior(at, base, tz, ty, tx);
-      label.interior(at, base, k.tz, k.ty, k.tx);
-      return;
-    }
-    image.border(at, k.z0, k.y0, k.x0, tz, ty, tx);
-    label(at, z, y, x);
-  }
-};
+/// The displacement a sampling pass on backend B reads: `given` when defined, else the grid's
+/// (moved to B), checked against the grid's output; undefined when there is none.
+template <class B>
+Tensor<float, B> displacement_for(const SamplingGrid& g, const Tensor<float, B>& given, const char* where) {
+  Tensor<float, B> field = given;
+  if (!field.defined() && g.displacement.defined()) ops::from_host(g.displacement, field);
+  const Shape want{3, g.out_size[0], g.out_size[1], g.out_size[2]};
+  require(!field.defined() || (field.shape() == want && field.is_contiguous()), [&] {
+    return ErrorInfo{.where = where, .field = "displacement", .expected = "contiguous " + want.to_string(),
+                     .actual = field.layout().to_string()};
+  });
+  return field;
+}
 
 }  // namespace detail
 
-inline Tensor<float> sample_image(const Tensor<float>& image, const SamplingGrid& g, ImageInterpolation interpolation) {
+template <class B>
+Tensor<float, B> sample_image(const Tensor<float, B>& image, const SamplingGrid& g, ImageInterpolation interpolation) {
   detail::check_image(image, "transforms::sample_image");
   detail::check_grid(g, "transforms::sample_image");
-  auto out = Tensor<float>::empty({image.size(0), g.out_size[0], g.out_size[1], g.out_size[2]});
-  detail::walk_grid(g, detail::ImageSampler(image, out, interpolation));
+  auto out = Tensor<float, B>::empty({image.size(0), g.out_size[0], g.out_size[1], g.out_size[2]});
+  ops::sample_grid(detail::grid_spec(g), detail::displacement_for(g, Tensor<float, B>{}, "transforms::sample_image"),
+                   image, out, Tensor<std::uint8_t, B>{}, Tensor<std::uint8_t, B>{},
+                   detail::sampling_modes(interpolation, LabelInterpolation::nearest));
   return out;
 }
 
-template <class L>
-Tensor<L> sample_label(const Tensor<L>& label, const SamplingGrid& g, LabelInterpolation interpolation) {
+template <class L, class B>
+Tensor<L, B> sample_label(const Tensor<L, B>& label, const SamplingGrid& g, LabelInterpolation interpolation) {
   detail::check_label(label, "transforms::sample_label");
   detail::check_grid(g, "transforms::sample_label");
-  auto out = Tensor<L>::empty({1, g.out_size[0], g.out_size[1], g.out_size[2]});
-  detail::walk_grid(g, detail::LabelSampler<L>(label, out, interpolation));
+  auto out = Tensor<L, B>::empty({1, g.out_size[0], g.out_size[1], g.out_size[2]});
+  ops::sample_grid(detail::grid_spec(g), detail::displacement_for(g, Tensor<float, B>{}, "transforms::sample_label"),
+                   Tensor<float, B>{}, Tensor<float, B>{}, label, out,
+                   detail::sampling_modes(ImageInterpolation::linear, interpolation));
   return out;
 }
 
-template <class L>
-void resample(BasicSample<L>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
-              LabelInterpolation label_interpolation) {
+template <class L, class B>
+void resample(BasicSample<L, B>& s, const SamplingGrid& grid, ImageInterpolation image_interpolation,
+              LabelInterpolation label_interpolation, const Tensor<float, B>& displacement) {
   check_sample(s, "transforms::resample");
   detail::check_grid(grid, "transforms::resample");
-  auto image = Tensor<float>::empty({s.image.size(0), grid.out_size[0], grid.out_size[1], grid.out_size[2]});
-  const detail::ImageSampler image_at(s.image, image, image_interpolation);
-  if (!s.label.defined()) {
-    detail::walk_grid(grid, image_at);
-  } else {
-    // One walk for both: each coordinate is computed once and image and label are read
-    // while the same input neighbourhood is in cache.
-    auto label = Tensor<L>::empty({1, grid.out_size[0], grid.out_size[1], grid.out_size[2]});
-    detail::walk_grid(grid, detail::PairSampler<L>{image_at, detail::LabelSampler<L>(s.label, label, label_interpolation)});
-    s.label = label;
-  }
+  const Tensor<float, B> field = detail::displacement_for(grid, displacement, "transforms::resample");
+  auto image = Tensor<float, B>::empty({s.image.size(0), grid.out_size[0], grid.out_size[1], grid.out_size[2]});
+  Tensor<L, B> label;
+  if (s.label.defined()) label = Tensor<L, B>::empty({1, grid.out_size[0], grid.out_size[1], grid.out_size[2]});
+  ops::sample_grid(detail::grid_spec(grid), field, s.image, image, s.label, label,
+                   detail::sampling_modes(image_interpolation, label_interpolation));
   s.image = image;
+  if (s.label.defined()) s.label = label;
 }
 
-inline Tensor<float> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng) {
-  auto noise = Tensor<float>::empty({3, size[0], size[1], size[2]});
+template <class B>
+Tensor<float, B> elastic_displacement(const Index3& size, double alpha, double sigma, RandomStream& rng) {
+  auto noise = Tensor<float, B>::empty({3, size[0], size[1], size[2]});
   // A fresh stream per call, indexed by voxel: the field is the same on any thread count.
   const RandomStream field = rng.substream(rng.next_u64());
-  float* n = noise.data();
-  const std::int64_t count = noise.numel();
-  // Voxel i gets uniform_at(field, i); one Philox block serves four voxels.
-  parallel_for(0, (count + 3) / 4, 1 << 13, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t k = b; k < e; ++k) {
-      const auto w = Philox4x32::block(field.seed(), field.stream(), static_cast<std::uint64_t>(k));
-      for (std::int64_t j = 0; j < 4 && 4 * k + j < count; ++j)
-        n[4 * k + j] = 2.0f * uniform_from_bits(w[static_cast<std::uint64_t>(j)]) - 1.0f;
-    }
-  });
+  ops::uniform_noise(field.seed(), field.stream(), noise);
   auto smooth = gaussian_filter(noise, {sigma, sigma, sigma});
-  float* p = smooth.data();
-  const auto a = static_cast<float>(alpha);
-  parallel_for(0, smooth.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) p[i] *= a;
-  });
+  ops::map_intensity(smooth, {.kind = ops::IntensityMap::Kind::multiply, .a = static_cast<float>(alpha)});
   return smooth;
 }
 
@@ -464,18 +326,22 @@ SpatialTransform::Draw SpatialTransform::draw(const Index3& spatial, const Tenso
   return d;
 }
 
-template <class L>
-void SpatialTransform::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void SpatialTransform::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::SpatialTransform");
-  Draw d = draw(s.spatial(), s.label, rng);
-  if (d.deform) d.grid.displacement = elastic_displacement(d.out, d.alpha, d.sigma, rng);
+  // The draws read the label only to centre a foreground crop: then it is read on the host
+  // (a device's label map comes back, it is small).
+  const bool crops = crop_size[0] > 0 || crop_size[1] > 0 || crop_size[2] > 0;
+  const Draw d = draw(s.spatial(), detail::label_for_draw(s, crops && foreground_fraction > 0), rng);
+  Tensor<float, B> displacement;
+  if (d.deform) displacement = elastic_displacement<B>(d.out, d.alpha, d.sigma, rng);
   if (d.exact_crop()) {
     // Nothing fired: the grid is a whole-voxel crop, done as one copy per row.
     if (d.out == s.spatial() && d.crop_begin == Index3{0, 0, 0}) return;
     crop_or_pad(s, d.begin(), d.out);
     return;
   }
-  resample(s, d.grid, image_interpolation, label_interpolation);
+  resample(s, d.grid, image_interpolation, label_interpolation, displacement);
 }
 
 inline std::optional<SamplingGrid> RandomScale::draw(const Index3& spatial, RandomStream& rng) const {
@@ -485,8 +351,8 @@ inline std::optional<SamplingGrid> RandomScale::draw(const Index3& spatial, Rand
   return SamplingGrid::centered(spatial, spatial, Mat3::diagonal(f0, f1, f2));
 }
 
-template <class L>
-void RandomScale::apply(BasicSample<L>& s, RandomStream& rng) const {
+template <class L, class B>
+void RandomScale::apply(BasicSample<L, B>& s, RandomStream& rng) const {
   check_sample(s, "transforms::RandomScale");
   if (const auto grid = draw(s.spatial(), rng)) resample(s, *grid, image_interpolation, label_interpolation);
 }

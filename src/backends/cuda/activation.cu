@@ -138,24 +138,39 @@ __device__ double block_sum(double value, double* scratch) {
   return total;
 }
 
+/// PReLU's input: x itself, or x * scale[c] + shift[c] (a norm's per-channel map fused in),
+/// rounded as the CPU's AffineInput (no FMA).
+struct PreluInput {
+  const float* scale = nullptr;  // null: x as it is
+  const float* shift = nullptr;
+  __device__ float operator()(float v, std::int64_t c) const {
+    return scale ? __fadd_rn(__fmul_rn(v, scale[c]), shift[c]) : v;
+  }
+};
+
 /// Block b handles chunk (b % chunks) of row (b / chunks); a row is one [n, c] run of `inner`.
 __global__ void prelu_forward_kernel(const float* x, const float* slope, float* y, std::int64_t rows,
-                                     std::int64_t channels, std::int64_t inner, std::int64_t chunks, bool shared) {
+                                     std::int64_t channels, std::int64_t inner, std::int64_t chunks, bool shared,
+                                     PreluInput in) {
   for (std::int64_t b = blockIdx.x; b < rows * chunks; b += gridDim.x) {
     const std::int64_t row = b / chunks, begin = (b % chunks) * prelu_chunk;
     const std::int64_t end = inner < begin + prelu_chunk ? inner : begin + prelu_chunk;
     const float s = slope[shared ? 0 : row % channels];
     const float* xr = x + row * inner;
     float* yr = y + row * inner;
-    for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) yr[i] = max0(xr[i]) + s * min0(xr[i]);
+    for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const float v = in(xr[i], row % channels);
+      yr[i] = max0(v) + s * min0(v);
+    }
   }
 }
 
 /// Walks the rows as prelu_forward_kernel does, writing dx, and sets partial[b] to the sum
-/// over block b's chunk of dy * min(x, 0), in double.
+/// over block b's chunk of dy * min(x, 0), in double. From the output y (`from_output`, all
+/// slopes positive) the sign is y's and the input below zero y / s: the sum is divided by s.
 __global__ void prelu_backward_kernel(const float* x, const float* slope, const float* dy, float* dx, double* partial,
                                       std::int64_t rows, std::int64_t channels, std::int64_t inner, std::int64_t chunks,
-                                      bool shared) {
+                                      bool shared, bool from_output, PreluInput in) {
   __shared__ double scratch[block_threads];
   for (std::int64_t b = blockIdx.x; b < rows * chunks; b += gridDim.x) {
     const std::int64_t row = b / chunks, begin = (b % chunks) * prelu_chunk;
@@ -166,13 +181,13 @@ __global__ void prelu_backward_kernel(const float* x, const float* slope, const 
     float* dxr = dx + row * inner;
     double acc = 0.0;
     for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const float v = xr[i], g = dyr[i];
+      const float v = in(xr[i], row % channels), g = dyr[i];
       const float pos = v > 0.0f ? 1.0f : 0.0f;
       dxr[i] = g * (pos + (1.0f - pos) * s);
       acc += static_cast<double>(g * min0(v));
     }
     const double total = block_sum(acc, scratch);
-    if (threadIdx.x == 0) partial[b] = total;
+    if (threadIdx.x == 0) partial[b] = from_output ? total / static_cast<double>(s) : total;
   }
 }
 
@@ -265,8 +280,22 @@ void activation_backward(Activation f, float alpha, const Tensor<float, Cuda>& x
   }
 }
 
-void prelu_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope, const Tensor<float, Cuda>& y) {
-  const char* op = "ops::prelu_forward";
+namespace {
+/// The affine map's factors, checked: [C] each, contiguous, on the device.
+PreluInput affine_input(const char* op, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& scale,
+                        const Tensor<float, Cuda>& shift) {
+  const std::int64_t c = channel_geometry(x).channels;
+  require(scale.defined() && shift.defined() && scale.is_contiguous() && shift.is_contiguous() &&
+              scale.numel() == c && shift.numel() == c,
+          [&] {
+            return ErrorInfo{.where = op, .field = "scale/shift", .expected = std::to_string(c) + " entries each",
+                             .actual = std::to_string(scale.numel()) + " and " + std::to_string(shift.numel())};
+          });
+  return {scale.data(), shift.data()};
+}
+
+void prelu_forward_rows(const char* op, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope,
+                        const Tensor<float, Cuda>& y, PreluInput in) {
   detail::require_same_shape(op, x, y);
   const auto g = channel_geometry(x);
   require_slope(op, "slope", x, g, slope);
@@ -274,13 +303,14 @@ void prelu_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slop
   const std::int64_t rows = g.outer * g.channels;
   const std::int64_t chunks = (g.inner + prelu_chunk - 1) / prelu_chunk;
   prelu_forward_kernel<<<blocks_for(rows * chunks), block_threads, 0, cuda::current_stream()>>>(
-      x.data(), slope.data(), y.data(), rows, g.channels, g.inner, chunks, slope.numel() == 1);
+      x.data(), slope.data(), y.data(), rows, g.channels, g.inner, chunks, slope.numel() == 1, in);
   check_launch(op);
 }
 
-void prelu_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope, const Tensor<float, Cuda>& dy,
-                    const Tensor<float, Cuda>& dx, const Tensor<float, Cuda>& dslope) {
-  const char* op = "ops::prelu_backward";
+/// prelu_backward, from the input x (mapped by `in`) or (from_output) the output.
+void prelu_backward_rows(const char* op, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope,
+                         const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx, const Tensor<float, Cuda>& dslope,
+                         bool from_output, PreluInput in = {}) {
   detail::require_same_shape(op, x, dy);
   detail::require_same_shape(op, x, dx);
   const auto g = channel_geometry(x);
@@ -299,11 +329,43 @@ void prelu_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slo
   auto partial = Tensor<double, Cuda>::empty({rows * chunks});
   const cudaStream_t stream = cuda::current_stream();
   prelu_backward_kernel<<<blocks_for(rows * chunks), block_threads, 0, stream>>>(
-      x.data(), slope.data(), dy.data(), dx.data(), partial.data(), rows, g.channels, g.inner, chunks, shared);
+      x.data(), slope.data(), dy.data(), dx.data(), partial.data(), rows, g.channels, g.inner, chunks, shared, from_output,
+      in);
   check_launch(op);
   prelu_slope_kernel<<<blocks_for(slope.numel()), block_threads, 0, stream>>>(
       partial.data(), dslope.data(), slope.numel(), g.outer, g.channels, chunks, shared);
   check_launch(op);
+}
+}  // namespace
+
+void prelu_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope, const Tensor<float, Cuda>& y) {
+  prelu_forward_rows("ops::prelu_forward", x, slope, y, {});
+}
+
+void prelu_affine_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& scale,
+                          const Tensor<float, Cuda>& shift, const Tensor<float, Cuda>& slope,
+                          const Tensor<float, Cuda>& y) {
+  const char* op = "ops::prelu_affine_forward";
+  prelu_forward_rows(op, x, slope, y, affine_input(op, x, scale, shift));
+}
+
+void prelu_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope, const Tensor<float, Cuda>& dy,
+                    const Tensor<float, Cuda>& dx, const Tensor<float, Cuda>& dslope) {
+  prelu_backward_rows("ops::prelu_backward", x, slope, dy, dx, dslope, false);
+}
+
+void prelu_affine_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& scale,
+                           const Tensor<float, Cuda>& shift, const Tensor<float, Cuda>& slope,
+                           const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx,
+                           const Tensor<float, Cuda>& dslope) {
+  const char* op = "ops::prelu_affine_backward";
+  prelu_backward_rows(op, x, slope, dy, dx, dslope, false, affine_input(op, x, scale, shift));
+}
+
+void prelu_backward_from_output(const Tensor<float, Cuda>& y, const Tensor<float, Cuda>& slope,
+                                const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx,
+                                const Tensor<float, Cuda>& dslope) {
+  prelu_backward_rows("ops::prelu_backward_from_output", y, slope, dy, dx, dslope, true);
 }
 
 void softmax_channels_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& y) {

@@ -1,9 +1,9 @@
-// Kernels of backends/cuda/augment.hpp (the GPU augmentations of transforms/cuda.hpp). Grid-
-// stride loops with 64-bit indices on the current stream. The per-voxel work is the host-
-// device code of transforms/voxel_sampling.hpp and voxel_intensity.hpp, whose products and
-// sums are __fmul_rn / __fadd_rn (and the double ones) here, so that nvcc cannot contract them
-// into FMAs: the CPU transforms are built with -ffp-contract=off, and the GPU must round where
-// they round, in the same order, to give the same bits.
+// Kernels of backends/cuda/augment.hpp (the Cuda side of the augmentations in transforms/).
+// Grid-stride loops with 64-bit indices on the current stream. The per-voxel work is the host-
+// device code of backends/augment.hpp, whose products and sums are __fmul_rn / __fadd_rn (and
+// the double ones) here, so that nvcc cannot contract them into FMAs: the CPU kernels are built
+// with -ffp-contract=off, and the GPU must round where they round, in the same order, to give
+// the same bits.
 #include "medseg/backends/cuda/augment.hpp"
 
 #include <cstring>
@@ -15,11 +15,12 @@
 #include "medseg/core/rng.hpp"
 #include "medseg/core/tensor.hpp"
 
-namespace medseg::cuda::detail {
+namespace medseg::ops {
 
 namespace {
 
-namespace voxel = transforms::voxel;
+using namespace cuda::detail;  // launch.cuh, word_type.cuh: grid_for, grid-stride loops, check_launch
+using cuda::current_stream;
 
 // -- The spatial sampling pass --------------------------------------------------------------
 
@@ -68,7 +69,7 @@ struct BoxArgs {
 };
 
 template <class E>
-__global__ void crop_or_pad_kernel(const E* __restrict__ x, E* __restrict__ out, BoxArgs b) {
+__global__ void crop_or_pad_kernel(const E* __restrict__ x, E* __restrict__ out, BoxArgs b, E fill) {
   const std::int64_t n = b.channels * b.size[0] * b.size[1] * b.size[2];
   for (std::int64_t i = first_index(); i < n; i += grid_stride()) {
     const std::int64_t ox = i % b.size[2], r = i / b.size[2];
@@ -76,7 +77,7 @@ __global__ void crop_or_pad_kernel(const E* __restrict__ x, E* __restrict__ out,
     const std::int64_t oz = r2 % b.size[0], c = r2 / b.size[0];
     const std::int64_t z = oz + b.begin[0], y = oy + b.begin[1], xx = ox + b.begin[2];
     const bool inside = z >= 0 && z < b.in[0] && y >= 0 && y < b.in[1] && xx >= 0 && xx < b.in[2];
-    out[i] = inside ? x[((c * b.in[0] + z) * b.in[1] + y) * b.in[2] + xx] : E(0);
+    out[i] = inside ? x[((c * b.in[0] + z) * b.in[1] + y) * b.in[2] + xx] : fill;
   }
 }
 
@@ -121,6 +122,15 @@ __global__ void bias_row_kernel(BiasArgs a) {
     const auto k = static_cast<int>(at % stride);
     const std::int64_t row = at / stride, y = row % a.h, z = row / a.h;
     a.rows[at] = voxel::bias_row_term(a.g + z * stride * stride, a.degree, k, a.py + y * stride);
+  }
+}
+
+/// f of every voxel (bias_field_log).
+__global__ void bias_log_kernel(BiasArgs a, float* __restrict__ f) {
+  const std::int64_t stride = a.degree + 1, n = a.d * a.h * a.w;
+  for (std::int64_t i = first_index(); i < n; i += grid_stride()) {
+    const std::int64_t col = i % a.w, row = i / a.w;
+    f[i] = voxel::bias_log_point(a.rows + row * stride, a.degree, a.px + col * stride);
   }
 }
 
@@ -190,7 +200,7 @@ __global__ void channel_partials_kernel(const float* __restrict__ x, std::int64_
   __shared__ voxel::Partial lanes[stats_blocks_per_cta][stats_lanes];
   const int local = static_cast<int>(threadIdx.x) / stats_lanes, lane = static_cast<int>(threadIdx.x) % stats_lanes;
   const std::int64_t block = static_cast<std::int64_t>(blockIdx.x) * stats_blocks_per_cta + local;
-  constexpr std::int64_t size = 1 << 14;  // transforms::channel_stats_block
+  constexpr std::int64_t size = channel_stats_block;
   const std::int64_t begin = block * size, end = n < begin + size ? n : begin + size;
   if (block < blocks) lanes[local][lane] = voxel::lane_partial(x, begin, end, lane);
   __syncthreads();
@@ -235,9 +245,11 @@ void with_label_type(DType type, F&& f) {
 
 }  // namespace
 
-void sample_grid(const transforms::voxel::GridSpec& grid, const float* displacement, const float* image,
-                 float* image_out, std::int64_t channels, const std::int64_t in[3], const void* label, void* label_out,
-                 DType label_type, SamplingModes modes) {
+namespace detail::augment {
+
+void sample_grid(const voxel::GridSpec& grid, const float* displacement, const float* image, float* image_out,
+                 std::int64_t channels, const std::int64_t in[3], const void* label, void* label_out, DType label_type,
+                 SamplingModes modes) {
   const std::int64_t n = grid.out[0] * grid.out[1] * grid.out[2];
   if (n == 0) return;
   const SampleArgs a{grid, displacement, image, image_out, channels, in[0], in[1], in[2], modes};
@@ -255,24 +267,25 @@ void sample_grid(const transforms::voxel::GridSpec& grid, const float* displacem
 }
 
 void crop_or_pad(const void* x, std::size_t element_bytes, std::int64_t channels, const std::int64_t in[3],
-                 const std::int64_t begin[3], const std::int64_t size[3], void* out) {
+                 const std::int64_t begin[3], const std::int64_t size[3], void* out, const void* fill) {
   const BoxArgs b{channels, {in[0], in[1], in[2]}, {begin[0], begin[1], begin[2]}, {size[0], size[1], size[2]}};
   const std::int64_t n = channels * size[0] * size[1] * size[2];
   if (n == 0) return;
-  // Elements are moved as unsigned words of their size: a copy, and zero bits outside.
-  with_word_type(element_bytes, "cuda::detail::crop_or_pad", [&](auto tag) {
+  // Elements are moved as unsigned words of their size: a copy, and the fill's bits outside.
+  with_word_type(element_bytes, "ops::crop_or_pad", [&](auto tag) {
     using E = decltype(tag);
+    E fill_bits;
+    std::memcpy(&fill_bits, fill, sizeof(E));
     crop_or_pad_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(static_cast<const E*>(x),
-                                                                            static_cast<E*>(out), b);
+                                                                            static_cast<E*>(out), b, fill_bits);
   });
   check_launch("crop_or_pad_kernel");
 }
 
-void permute_reverse(const void* x, std::size_t element_bytes, std::int64_t channels,
-                     const transforms::voxel::PermutePlan& plan, void* out) {
-  const std::int64_t n = channels * plan.out[0] * plan.out[1] * plan.out[2];
+void permute_reverse(const void* x, std::size_t element_bytes, const voxel::PermutePlan& plan, std::int64_t n,
+                     void* out) {
   if (n == 0) return;
-  with_word_type(element_bytes, "cuda::detail::permute_reverse", [&](auto tag) {
+  with_word_type(element_bytes, "ops::permute_reverse", [&](auto tag) {
     using E = decltype(tag);
     permute_reverse_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(static_cast<const E*>(x),
                                                                                 static_cast<E*>(out), plan, n);
@@ -280,13 +293,15 @@ void permute_reverse(const void* x, std::size_t element_bytes, std::int64_t chan
   check_launch("permute_reverse_kernel");
 }
 
-void resize_separable(const float* x, float* out, std::int64_t channels, const std::int64_t in[3],
-                      const std::int64_t size[3], const std::vector<std::int64_t>& i0,
+}  // namespace detail::augment
+
+void resize_separable(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& out, const std::vector<std::int64_t>& i0,
                       const std::vector<std::int64_t>& i1, const std::vector<float>& t, bool linear) {
-  const std::int64_t n = channels * size[0] * size[1] * size[2];
+  const std::int64_t in[3] = {x.size(1), x.size(2), x.size(3)}, size[3] = {out.size(1), out.size(2), out.size(3)};
+  const std::int64_t n = out.numel();
   const auto taps = static_cast<std::size_t>(size[0] + size[1] + size[2]);
   require(i0.size() == taps && (!linear || (i1.size() == taps && t.size() == taps)), [&] {
-    return ErrorInfo{.where = "cuda::detail::resize_separable", .field = "taps",
+    return ErrorInfo{.where = "ops::resize_separable", .field = "taps",
                      .expected = std::to_string(taps) + " per array", .actual = std::to_string(i0.size())};
   });
   if (n == 0) return;
@@ -299,32 +314,36 @@ void resize_separable(const float* x, float* out, std::int64_t channels, const s
   }
   const voxel::ResizeSpec r{{in[0], in[1], in[2]}, {size[0], size[1], size[2]}, d_i0.data(),
                             linear ? d_i1.data() : nullptr, linear ? d_t.data() : nullptr, linear};
-  resize_separable_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(r, x, out, n);
+  resize_separable_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(r, x.data(), out.data(), n);
   check_launch("resize_separable_kernel");
 }
 
-void multiply_bias_field(float* x, std::int64_t channels, const std::int64_t size[3], int degree,
-                         const std::vector<double>& coefficients, const std::vector<double>& pz,
-                         const std::vector<double>& py, const std::vector<double>& px) {
-  const std::int64_t stride = degree + 1, n = size[0] * size[1] * size[2];
+namespace {
+
+/// The coefficients and the three tables on the device, the planes' and rows' scratch, and the
+/// two folds (bias_plane_kernel, bias_row_kernel) queued: what the per-voxel kernels read.
+/// `keep` holds the device memory until the caller's kernels are queued.
+BiasArgs fold_bias_field(const std::int64_t size[3], int degree, const std::vector<double>& coefficients,
+                         const std::vector<double>& pz, const std::vector<double>& py, const std::vector<double>& px,
+                         Tensor<double, Cuda> (&keep)[2]) {
+  const std::int64_t stride = degree + 1;
   require(degree >= 0 && coefficients.size() == static_cast<std::size_t>(stride * stride * stride) &&
               pz.size() == static_cast<std::size_t>(size[0] * stride) &&
               py.size() == static_cast<std::size_t>(size[1] * stride) &&
               px.size() == static_cast<std::size_t>(size[2] * stride),
           [&] {
-            return ErrorInfo{.where = "cuda::detail::multiply_bias_field", .field = "tables",
+            return ErrorInfo{.where = "ops::multiply_bias_field", .field = "tables",
                              .expected = "dense coefficients and one Legendre row per voxel of each axis",
                              .actual = std::to_string(coefficients.size()) + " coefficients"};
           });
-  if (n == 0 || channels == 0) return;
   // The coefficients and the three tables in one upload, then the planes' and rows' scratch.
   std::vector<double> tables(coefficients);
   tables.insert(tables.end(), pz.begin(), pz.end());
   tables.insert(tables.end(), py.begin(), py.end());
   tables.insert(tables.end(), px.begin(), px.end());
-  const auto d_tables = upload(tables);
-  auto scratch = Tensor<double, Cuda>::empty({size[0] * stride * stride + size[0] * size[1] * stride});
-  BiasArgs a{size[0], size[1], size[2], degree, d_tables.data(), nullptr, nullptr, nullptr, scratch.data(), nullptr};
+  keep[0] = upload(tables);
+  keep[1] = Tensor<double, Cuda>::empty({size[0] * stride * stride + size[0] * size[1] * stride});
+  BiasArgs a{size[0], size[1], size[2], degree, keep[0].data(), nullptr, nullptr, nullptr, keep[1].data(), nullptr};
   a.pz = a.c + coefficients.size();
   a.py = a.pz + pz.size();
   a.px = a.py + py.size();
@@ -334,47 +353,73 @@ void multiply_bias_field(float* x, std::int64_t channels, const std::int64_t siz
   check_launch("bias_plane_kernel");
   bias_row_kernel<<<grid_for(size[0] * size[1] * stride), block_threads, 0, s>>>(a);
   check_launch("bias_row_kernel");
-  bias_multiply_kernel<<<grid_for(n), block_threads, 0, s>>>(a, x, channels);
+  return a;
+}
+
+}  // namespace
+
+void bias_field_log(const Tensor<float, Cuda>& out, int degree, const std::vector<double>& coefficients,
+                    const std::vector<double>& pz, const std::vector<double>& py, const std::vector<double>& px) {
+  const std::int64_t size[3] = {out.size(0), out.size(1), out.size(2)}, n = out.numel();
+  if (n == 0) return;
+  Tensor<double, Cuda> keep[2];
+  const BiasArgs a = fold_bias_field(size, degree, coefficients, pz, py, px, keep);
+  bias_log_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(a, out.data());
+  check_launch("bias_log_kernel");
+}
+
+void multiply_bias_field(const Tensor<float, Cuda>& x, int degree, const std::vector<double>& coefficients,
+                         const std::vector<double>& pz, const std::vector<double>& py, const std::vector<double>& px) {
+  const std::int64_t size[3] = {x.size(1), x.size(2), x.size(3)}, n = size[0] * size[1] * size[2];
+  if (n == 0 || x.size(0) == 0) return;
+  Tensor<double, Cuda> keep[2];
+  const BiasArgs a = fold_bias_field(size, degree, coefficients, pz, py, px, keep);
+  bias_multiply_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(a, x.data(), x.size(0));
   check_launch("bias_multiply_kernel");
 }
 
-void uniform_noise(std::uint64_t seed, std::uint64_t stream, float* out, std::int64_t n) {
+void uniform_noise(std::uint64_t seed, std::uint64_t stream, const Tensor<float, Cuda>& out) {
+  const std::int64_t n = out.numel();
   if (n == 0) return;
-  uniform_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(seed, stream, out, n);
+  uniform_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(seed, stream, out.data(), n);
   check_launch("uniform_noise_kernel");
 }
 
-void add_gaussian_noise(float* x, std::int64_t n, std::uint64_t seed, std::uint64_t stream, float sd) {
+void add_gaussian_noise(const Tensor<float, Cuda>& x, std::uint64_t seed, std::uint64_t stream, float sd) {
+  const std::int64_t n = x.numel();
   if (n == 0) return;
-  gaussian_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(x, n, seed, stream, sd);
+  gaussian_noise_kernel<<<grid_for((n + 3) / 4), block_threads, 0, current_stream()>>>(x.data(), n, seed, stream, sd);
   check_launch("gaussian_noise_kernel");
 }
 
-void gaussian_axis(const float* x, float* y, std::int64_t outer, std::int64_t n, std::int64_t inner,
-                   const std::vector<float>& weights) {
+void gaussian_axis(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& y, std::int64_t outer, std::int64_t n,
+                   std::int64_t inner, const std::vector<float>& weights) {
   const std::int64_t total = outer * n * inner;
   if (total == 0) return;
   const auto w = upload(weights);  // the taps
-  gaussian_axis_kernel<<<grid_for(total), block_threads, 0, current_stream()>>>(x, y, outer, n, inner, w.data(),
-                                                                               static_cast<int>(weights.size()));
+  gaussian_axis_kernel<<<grid_for(total), block_threads, 0, current_stream()>>>(x.data(), y.data(), outer, n, inner,
+                                                                               w.data(), static_cast<int>(weights.size()));
   check_launch("gaussian_axis_kernel");
 }
 
-void map_intensity(float* x, std::int64_t n, const IntensityMap& map) {
+void map_intensity(const Tensor<float, Cuda>& x, const IntensityMap& map) {
+  const std::int64_t n = x.numel();
   if (n == 0) return;
-  map_intensity_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(x, n, map);
+  map_intensity_kernel<<<grid_for(n), block_threads, 0, current_stream()>>>(x.data(), n, map);
   check_launch("map_intensity_kernel");
 }
 
-void channel_partials(const float* x, std::int64_t n, std::vector<double>& sums, std::vector<double>& squares,
-                      std::vector<float>& mins, std::vector<float>& maxs) {
-  constexpr std::int64_t size = 1 << 14;
+ChannelPartials channel_partials(const Tensor<float, Cuda>& values) {
+  const float* x = values.data();
+  const std::int64_t n = values.numel();
+  constexpr std::int64_t size = channel_stats_block;
   const std::int64_t blocks = (n + size - 1) / size;
-  sums.assign(static_cast<std::size_t>(blocks), 0.0);
-  squares.assign(sums.size(), 0.0);
-  mins.assign(sums.size(), 0.0f);
-  maxs.assign(sums.size(), 0.0f);
-  if (blocks == 0) return;
+  ChannelPartials out;
+  out.sums.assign(static_cast<std::size_t>(blocks), 0.0);
+  out.squares.assign(out.sums.size(), 0.0);
+  out.mins.assign(out.sums.size(), 0.0f);
+  out.maxs.assign(out.sums.size(), 0.0f);
+  if (blocks == 0) return out;
   // One device buffer for the four arrays: doubles first, then floats.
   auto parts = Tensor<double, Cuda>::empty({3 * blocks});
   double* d_sums = parts.data();
@@ -386,11 +431,13 @@ void channel_partials(const float* x, std::int64_t n, std::vector<double>& sums,
                                                                                               d_mins, d_maxs);
   check_launch("channel_partials_kernel");
   const cudaStream_t s = current_stream();
-  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(sums.data(), d_sums, sums.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
-  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(squares.data(), d_squares, squares.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
-  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(mins.data(), d_mins, mins.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
-  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(maxs.data(), d_maxs, maxs.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(out.sums.data(), d_sums, out.sums.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(
+      cudaMemcpyAsync(out.squares.data(), d_squares, out.squares.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(out.mins.data(), d_mins, out.mins.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
+  MEDSEG_CUDA_CHECK(cudaMemcpyAsync(out.maxs.data(), d_maxs, out.maxs.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
   MEDSEG_CUDA_CHECK(cudaStreamSynchronize(s));
+  return out;
 }
 
-}  // namespace medseg::cuda::detail
+}  // namespace medseg::ops

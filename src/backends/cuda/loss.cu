@@ -1,8 +1,9 @@
 // The loss kernels of the Cuda backend (declared in backends/cuda/loss.hpp): the same
-// arithmetic as the CPU kernels in loss/, one thread per voxel or element. Sums are taken per
-// (row, chunk of chunk_voxels voxels) with a fixed-order tree in shared memory, in double,
-// then per row over the chunks the same way, so values do not change from run to run; only
-// the per-row totals (and one non-finite flag) are copied back.
+// arithmetic as the CPU kernels in backends/cpu/loss.hpp, sharing the per-element helpers of
+// backends/loss.hpp, one thread per voxel or element. Sums are taken per (row, chunk of
+// chunk_voxels voxels) with a fixed-order tree in shared memory, in double, then per row over
+// the chunks the same way, so values do not change from run to run; only the per-row totals
+// (and one non-finite flag) are copied back.
 #include "medseg/backends/cuda/loss.hpp"
 
 #include <cuda_runtime.h>
@@ -14,14 +15,14 @@
 #include <vector>
 
 #include "backends/cuda/launch.cuh"
-#include "medseg/loss/cross_entropy.hpp"
-#include "medseg/loss/dice.hpp"
-#include "medseg/loss/target.hpp"
 
-namespace medseg::loss::detail {
+namespace medseg::ops {
 namespace {
 
 using namespace cuda::detail;  // launch.cuh: block_threads, grid_for, grid-stride loops, check_launch
+using namespace fast_math;     // backends/loss.hpp: select, exp_approx, log_approx, non_finite
+using detail::class_id;
+using detail::valid_label;
 
 /// Voxels one block sums in the statistics kernels: 8 per thread.
 constexpr std::int64_t chunk_voxels = 8 * block_threads;
@@ -76,7 +77,7 @@ void sum_chunks(const Tensor<double, Cuda>& partial, std::int64_t rows, std::int
 }
 
 /// The sums and the flag copied back: values [rows * K], finite when the flag slot is 0.
-PartialSums read_back(const Tensor<double, Cuda>& out) {
+LossSums read_back(const Tensor<double, Cuda>& out) {
   std::vector<double> host = out.to_vector();
   const bool finite = host.back() == 0.0;
   host.pop_back();
@@ -117,7 +118,7 @@ __global__ void labels_to_index_kernel(const L* y, std::int64_t count, bool has_
 }
 
 template <class L>
-__global__ void labels_to_one_hot_kernel(const L* y, Extents e, float* dense) {
+__global__ void labels_to_one_hot_kernel(const L* y, LossExtents e, float* dense) {
   const std::int64_t total = e.n * e.c * e.s;
   for (std::int64_t i = first_index(); i < total; i += grid_stride()) {
     const std::int64_t nc = i / e.s, s = i % e.s;
@@ -131,7 +132,7 @@ __global__ void labels_to_one_hot_kernel(const L* y, Extents e, float* dense) {
 
 /// Softmax over channels, one thread per voxel, in the CPU's operation order; `lse` (when
 /// given) receives the log-sum-exp. Any non-finite logit sets *flag to 1.
-__global__ void softmax_kernel(const float* x, float* p, float* lse, Extents e, double* flag) {
+__global__ void softmax_kernel(const float* x, float* p, float* lse, LossExtents e, double* flag) {
   const std::int64_t voxels = e.n * e.s;
   for (std::int64_t v = first_index(); v < voxels; v += grid_stride()) {
     const std::int64_t n = v / e.s, s = v % e.s;
@@ -164,7 +165,7 @@ __global__ void sigmoid_kernel(const float* x, float* p, std::int64_t count, dou
   }
 }
 
-void launch_softmax(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& p, float* lse, const Extents& e,
+void launch_softmax(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& p, float* lse, const LossExtents& e,
                     double* flag) {
   softmax_kernel<<<grid_for(e.n * e.s), block_threads, 0, stream()>>>(x.data(), p.data(), lse, e, flag);
   check_launch("loss softmax_kernel");
@@ -174,7 +175,7 @@ void launch_softmax(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& p, 
 
 /// Block b sums row nc = b / chunks (sample n, class c) over chunk j = b % chunks:
 /// partial[b] = [sum p g, sum p (or p^2), sum g (or g^2)].
-__global__ void dice_sums_kernel(const float* p, const std::int32_t* index, const float* dense, Extents e,
+__global__ void dice_sums_kernel(const float* p, const std::int32_t* index, const float* dense, LossExtents e,
                                  bool squared, std::int64_t chunks, double* partial) {
   const std::int64_t b = blockIdx.x;
   const std::int64_t nc = b / chunks, j = b % chunks;
@@ -208,7 +209,7 @@ __device__ float dice_dp(const float* coef, std::int64_t nc, float g, float p, b
 
 /// Softmax's Jacobian, one thread per voxel: dx_c += scale p_c (dp_c - sum_k p_k dp_k).
 __global__ void dice_softmax_backward_kernel(const float* p, const std::int32_t* index, const float* dense,
-                                             const float* coef, Extents e, bool squared, float scale, float* grad) {
+                                             const float* coef, LossExtents e, bool squared, float scale, float* grad) {
   const std::int64_t voxels = e.n * e.s;
   for (std::int64_t v = first_index(); v < voxels; v += grid_stride()) {
     const std::int64_t n = v / e.s, s = v % e.s;
@@ -228,8 +229,8 @@ __global__ void dice_softmax_backward_kernel(const float* p, const std::int32_t*
 
 /// Sigmoid (dx = dp p (1 - p)) or no activation (dx = dp), one thread per element.
 __global__ void dice_elementwise_backward_kernel(const float* p, const std::int32_t* index, const float* dense,
-                                                 const float* coef, Extents e, bool squared, bool is_sigmoid, float scale,
-                                                 float* grad) {
+                                                 const float* coef, LossExtents e, bool squared, bool is_sigmoid,
+                                                 float scale, float* grad) {
   const std::int64_t total = e.n * e.c * e.s;
   for (std::int64_t i = first_index(); i < total; i += grid_stride()) {
     const std::int64_t nc = i / e.s, s = i % e.s;
@@ -249,7 +250,7 @@ __global__ void dice_elementwise_backward_kernel(const float* p, const std::int3
 /// labelled c of (lse - x_c), their count]; probability labels [sum t_c (lse - x_c), 0].
 /// Class weights are applied per row on the host.
 __global__ void cross_entropy_sums_kernel(const float* x, const float* lse, const std::int32_t* index,
-                                          const float* dense, Extents e, std::int64_t chunks, double* partial) {
+                                          const float* dense, LossExtents e, std::int64_t chunks, double* partial) {
   const std::int64_t b = blockIdx.x;
   const std::int64_t nc = b / chunks, j = b % chunks;
   const std::int64_t n = nc / e.c, c = nc % e.c;
@@ -276,7 +277,7 @@ __global__ void cross_entropy_sums_kernel(const float* x, const float* lse, cons
 /// One thread per voxel: index labels dx_c += k w_y (p_c - [c == y]); probability labels
 /// dx_c += k (p_c sum_j w_j t_j - w_c t_c). weights: [C] or null (all 1).
 __global__ void cross_entropy_backward_kernel(const float* p, const std::int32_t* index, const float* dense,
-                                              const float* weights, Extents e, float k, float* grad) {
+                                              const float* weights, LossExtents e, float k, float* grad) {
   const std::int64_t voxels = e.n * e.s;
   for (std::int64_t v = first_index(); v < voxels; v += grid_stride()) {
     const std::int64_t n = v / e.s, s = v % e.s;
@@ -301,7 +302,7 @@ __global__ void cross_entropy_backward_kernel(const float* p, const std::int32_t
 
 /// Block b sums row nc over chunk j of the element losses pw_c y softplus(-x) + (1 - y)
 /// softplus(x), each computed in float as on the CPU; writes sigmoid(x) into p.
-__global__ void binary_cross_entropy_sums_kernel(const float* x, const float* y, const float* pos_weight, Extents e,
+__global__ void binary_cross_entropy_sums_kernel(const float* x, const float* y, const float* pos_weight, LossExtents e,
                                                  std::int64_t chunks, float* p, double* partial, double* flag) {
   const std::int64_t b = blockIdx.x;
   const std::int64_t nc = b / chunks, j = b % chunks;
@@ -329,7 +330,7 @@ __global__ void binary_cross_entropy_sums_kernel(const float* x, const float* y,
 
 /// One thread per element: dx += k w_c (pw_c y (sigmoid - 1) + (1 - y) sigmoid).
 __global__ void binary_cross_entropy_backward_kernel(const float* p, const float* y, const float* pos_weight,
-                                                     const float* class_weights, Extents e, float k, float* grad) {
+                                                     const float* class_weights, LossExtents e, float k, float* grad) {
   const std::int64_t total = e.n * e.c * e.s;
   for (std::int64_t i = first_index(); i < total; i += grid_stride()) {
     const std::int64_t c = (i / e.s) % e.c;
@@ -371,7 +372,7 @@ void labels_to_index(const Tensor<L, Cuda>& labels, std::optional<std::int64_t> 
 }
 
 template <class L>
-void labels_to_one_hot(const Tensor<L, Cuda>& labels, const Extents& e, const Tensor<float, Cuda>& dense) {
+void labels_to_one_hot(const Tensor<L, Cuda>& labels, const LossExtents& e, const Tensor<float, Cuda>& dense) {
   labels_to_one_hot_kernel<L><<<grid_for(e.n * e.c * e.s), block_threads, 0, stream()>>>(labels.data(), e, dense.data());
   check_launch("loss labels_to_one_hot_kernel");
 }
@@ -380,7 +381,7 @@ void labels_to_one_hot(const Tensor<L, Cuda>& labels, const Extents& e, const Te
   template std::int64_t first_invalid_label<L>(const Tensor<L, Cuda>&, std::int64_t, std::optional<std::int64_t>); \
   template void labels_to_index<L>(const Tensor<L, Cuda>&, std::optional<std::int64_t>,                          \
                                    const Tensor<std::int32_t, Cuda>&);                                           \
-  template void labels_to_one_hot<L>(const Tensor<L, Cuda>&, const Extents&, const Tensor<float, Cuda>&);
+  template void labels_to_one_hot<L>(const Tensor<L, Cuda>&, const LossExtents&, const Tensor<float, Cuda>&);
 MEDSEG_LABEL_KERNELS(std::int8_t)
 MEDSEG_LABEL_KERNELS(std::int16_t)
 MEDSEG_LABEL_KERNELS(std::int32_t)
@@ -391,14 +392,14 @@ MEDSEG_LABEL_KERNELS(std::uint32_t)
 MEDSEG_LABEL_KERNELS(std::uint64_t)
 #undef MEDSEG_LABEL_KERNELS
 
-PartialSums dice_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs, const Target<Cuda>& target,
-                      const Extents& e, Activation activation, bool squared) {
+LossSums dice_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs,
+                   const LossTarget<Cuda>& target, const LossExtents& e, LossActivation activation, bool squared) {
   const std::int64_t rows = e.n * e.c, chunks = chunk_count(e.s);
   auto out = Tensor<double, Cuda>::zeros({rows * 3 + 1});  // [N*C][I, P, G], then the flag
   double* flag = out.data() + rows * 3;
-  if (activation == Activation::softmax) {
+  if (activation == LossActivation::softmax) {
     launch_softmax(logits, probs, nullptr, e, flag);
-  } else if (activation == Activation::sigmoid) {
+  } else if (activation == LossActivation::sigmoid) {
     sigmoid_kernel<<<grid_for(logits.numel()), block_threads, 0, stream()>>>(logits.data(), probs.data(),
                                                                              logits.numel(), flag);
     check_launch("loss sigmoid_kernel");
@@ -415,9 +416,9 @@ PartialSums dice_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cud
   return read_back(out);
 }
 
-void dice_backward(const Tensor<float, Cuda>& probs, const Target<Cuda>& target,
-                   const std::vector<DiceCoefficients>& coef, const Extents& e, Activation activation, bool squared,
-                   const Tensor<float, Cuda>& grad, float scale) {
+void dice_backward(const Tensor<float, Cuda>& probs, const LossTarget<Cuda>& target,
+                   const std::vector<DiceCoefficients>& coef, const LossExtents& e, LossActivation activation,
+                   bool squared, const Tensor<float, Cuda>& grad, float scale) {
   std::vector<float> flat;
   flat.reserve(coef.size() * 2);
   for (const DiceCoefficients& k : coef) {
@@ -427,20 +428,21 @@ void dice_backward(const Tensor<float, Cuda>& probs, const Target<Cuda>& target,
   const Tensor<float, Cuda> coef_device = upload(flat);
   const std::int32_t* index = target.is_index() ? target.index.data() : nullptr;
   const float* dense = target.is_index() ? nullptr : target.dense.data();
-  if (activation == Activation::softmax) {
+  if (activation == LossActivation::softmax) {
     dice_softmax_backward_kernel<<<grid_for(e.n * e.s), block_threads, 0, stream()>>>(
         probs.data(), index, dense, coef_device.data(), e, squared, scale, grad.data());
     check_launch("loss dice_softmax_backward_kernel");
   } else {
     dice_elementwise_backward_kernel<<<grid_for(e.n * e.c * e.s), block_threads, 0, stream()>>>(
-        probs.data(), index, dense, coef_device.data(), e, squared, activation == Activation::sigmoid, scale,
+        probs.data(), index, dense, coef_device.data(), e, squared, activation == LossActivation::sigmoid, scale,
         grad.data());
     check_launch("loss dice_elementwise_backward_kernel");
   }
 }
 
-PartialSums cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs,
-                               const Target<Cuda>& target, const Extents& e, const std::vector<float>& class_weights) {
+LossSums cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs,
+                            const LossTarget<Cuda>& target, const LossExtents& e,
+                            const std::vector<float>& class_weights) {
   const std::int64_t rows = e.n * e.c, chunks = chunk_count(e.s);
   auto out = Tensor<double, Cuda>::zeros({rows * 2 + 1});  // [N*C][loss, count], then the flag
   auto lse = Tensor<float, Cuda>::empty({e.n * e.s});
@@ -454,7 +456,7 @@ PartialSums cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<f
     check_launch("loss cross_entropy_sums_kernel");
     sum_chunks<2>(partial, rows, chunks, out);
   }
-  const PartialSums per_row = read_back(out);
+  const LossSums per_row = read_back(out);
   // Class weights per row, rows in order: one part [sum w_c L_nc, sum w_c count_nc].
   double loss = 0, wsum = 0;
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -466,8 +468,8 @@ PartialSums cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<f
   return {.values = {loss, wsum}, .blocks = 1, .finite = per_row.finite};
 }
 
-void cross_entropy_backward(const Tensor<float, Cuda>& probs, const Target<Cuda>& target,
-                            const std::vector<float>& class_weights, const Extents& e, float k,
+void cross_entropy_backward(const Tensor<float, Cuda>& probs, const LossTarget<Cuda>& target,
+                            const std::vector<float>& class_weights, const LossExtents& e, float k,
                             const Tensor<float, Cuda>& grad) {
   const Tensor<float, Cuda> weights = upload(class_weights);
   const std::int32_t* index = target.is_index() ? target.index.data() : nullptr;
@@ -477,9 +479,9 @@ void cross_entropy_backward(const Tensor<float, Cuda>& probs, const Target<Cuda>
   check_launch("loss cross_entropy_backward_kernel");
 }
 
-PartialSums binary_cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs,
-                                      const Tensor<float, Cuda>& target, const Extents& e,
-                                      const std::vector<float>& pos_weight) {
+LossSums binary_cross_entropy_sums(const Tensor<float, Cuda>& logits, const Tensor<float, Cuda>& probs,
+                                   const Tensor<float, Cuda>& target, const LossExtents& e,
+                                   const std::vector<float>& pos_weight) {
   const std::int64_t rows = e.n * e.c, chunks = chunk_count(e.s);
   auto out = Tensor<double, Cuda>::zeros({rows + 1});  // [N*C], then the flag
   if (chunks > 0) {
@@ -496,7 +498,7 @@ PartialSums binary_cross_entropy_sums(const Tensor<float, Cuda>& logits, const T
 
 void binary_cross_entropy_backward(const Tensor<float, Cuda>& probs, const Tensor<float, Cuda>& target,
                                    const std::vector<float>& pos_weight, const std::vector<float>& class_weights,
-                                   const Extents& e, float k, const Tensor<float, Cuda>& grad) {
+                                   const LossExtents& e, float k, const Tensor<float, Cuda>& grad) {
   const Tensor<float, Cuda> pw = upload(pos_weight);
   const Tensor<float, Cuda> cw = upload(class_weights);
   binary_cross_entropy_backward_kernel<<<grid_for(e.n * e.c * e.s), block_threads, 0, stream()>>>(
@@ -505,4 +507,4 @@ void binary_cross_entropy_backward(const Tensor<float, Cuda>& probs, const Tenso
   check_launch("loss binary_cross_entropy_backward_kernel");
 }
 
-}  // namespace medseg::loss::detail
+}  // namespace medseg::ops

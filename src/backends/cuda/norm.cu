@@ -230,7 +230,7 @@ __global__ void normalize_sets_kernel(const float* x, float* y, DeviceSets g, do
     const auto rstd = static_cast<float>(1.0 / sqrt(var + eps));
     mean_out[k] = mean;
     var_out[k] = static_cast<float>(var);
-    for (std::int64_t j = 0; j < g.segments; ++j) {
+    for (std::int64_t j = 0; y != nullptr && j < g.segments; ++j) {  // null y: statistics alone
       const std::int64_t off = g.base(k, j);
       normalize_run(x + off, y + off, 0, g.length, 1, g, g.channel(k, j), mean, rstd, gamma, beta);
     }
@@ -501,6 +501,18 @@ __global__ void channel_affine_kernel(const float* x, float* y, std::int64_t row
   }
 }
 
+/// normalize_forward's map per set from its statistics: scale = rstd * gamma, shift = beta -
+/// mean * scale, rstd = 1 / sqrt(var + eps) as finalize_moments_kernel computes it.
+__global__ void norm_factors_kernel(const float* mean, const float* var, const float* gamma, const float* beta,
+                                    double eps, std::int64_t sets, float* scale, float* shift) {
+  for (std::int64_t k = first_index(); k < sets; k += grid_stride()) {
+    const auto rstd = static_cast<float>(1.0 / sqrt(static_cast<double>(var[k]) + eps));
+    const float a = __fmul_rn(rstd, gamma ? gamma[k] : 1.0f);
+    scale[k] = a;
+    shift[k] = __fsub_rn(beta ? beta[k] : 0.0f, __fmul_rn(mean[k], a));
+  }
+}
+
 __global__ void running_affine_kernel(const float* rm, const float* rv, const float* gamma, const float* beta,
                                       double eps, std::int64_t channels, float* scale, float* shift) {
   for (std::int64_t k = first_index(); k < channels; k += grid_stride()) {
@@ -567,7 +579,8 @@ void require_sets_inside(const char* op, const NormSets& g, const Tensor<float, 
 CudaNormStats normalize_forward(const NormSets& g, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& y,
                                 const float* gamma, const float* beta, double eps) {
   const char* op = "ops::normalize_forward";
-  require_same_shape(op, x, y);
+  const bool write = y.defined();  // undefined: the statistics alone, for a caller that fuses the map
+  if (write) require_same_shape(op, x, y);
   require_sets_inside(op, g, x);
   CudaNormStats st{Tensor<float, Cuda>::empty({g.sets}), Tensor<float, Cuda>::empty({g.sets})};
   if (g.sets == 0) return st;
@@ -575,8 +588,9 @@ CudaNormStats normalize_forward(const NormSets& g, const Tensor<float, Cuda>& x,
   const DeviceSets dg(g);
   const cudaStream_t stream = cuda::current_stream();
   if (g.length < warp_size) {
-    normalize_sets_kernel<<<grid_for(g.sets), block_threads, 0, stream>>>(x.data(), y.data(), dg, m, eps, gamma, beta,
-                                                                          st.mean.data(), st.var.data());
+    normalize_sets_kernel<<<grid_for(g.sets), block_threads, 0, stream>>>(x.data(), write ? y.data() : nullptr, dg, m,
+                                                                          eps, gamma, beta, st.mean.data(),
+                                                                          st.var.data());
     check_launch("normalize_sets_kernel");
     return st;
   }
@@ -598,7 +612,7 @@ CudaNormStats normalize_forward(const NormSets& g, const Tensor<float, Cuda>& x,
   finalize_moments_kernel<<<set_blocks, block_threads, 0, stream>>>(part.data(), g.sets, pc.per_set, m, eps, true,
                                                                     nullptr, st.var.data(), rstd.data());
   check_launch("finalize_moments_kernel");
-  if (pc.count > 0) {
+  if (pc.count > 0 && write) {
     normalize_pieces_kernel<<<blocks, pc.threads, 0, stream>>>(x.data(), y.data(), dg, pc, st.mean.data(),
                                                                rstd.data(), gamma, beta);
     check_launch("normalize_pieces_kernel");
@@ -727,6 +741,30 @@ void channel_affine(const Tensor<float, Cuda>& x, const std::vector<float>& scal
                  Tensor<float, Cuda>::from(std::span<const float>(shift), {c}), y);
 }
 
+void norm_factors(const CudaNormStats& stats, const float* gamma, const float* beta, double eps,
+                  const Tensor<float, Cuda>& scale, const Tensor<float, Cuda>& shift) {
+  const char* op = "ops::norm_factors";
+  const std::int64_t sets = stats.mean.defined() ? stats.mean.numel() : 0;
+  detail::require_running_shape(op, scale, shift, sets, "scale/shift");
+  if (sets == 0) return;
+  norm_factors_kernel<<<grid_for(sets), block_threads, 0, cuda::current_stream()>>>(
+      stats.mean.data(), stats.var.data(), gamma, beta, eps, sets, scale.data(), shift.data());
+  check_launch("norm_factors_kernel");
+}
+
+void running_norm_factors(const Tensor<float, Cuda>& running_mean, const Tensor<float, Cuda>& running_var,
+                          const float* gamma, const float* beta, double eps, const Tensor<float, Cuda>& scale,
+                          const Tensor<float, Cuda>& shift) {
+  const char* op = "ops::running_norm_factors";
+  const std::int64_t c = running_mean.numel();
+  detail::require_running_shape(op, running_mean, running_var, c);
+  detail::require_running_shape(op, scale, shift, c, "scale/shift");
+  if (c == 0) return;
+  running_affine_kernel<<<grid_for(c), block_threads, 0, cuda::current_stream()>>>(
+      running_mean.data(), running_var.data(), gamma, beta, eps, c, scale.data(), shift.data());
+  check_launch("running_affine_kernel");
+}
+
 void normalize_with_running_stats(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& running_mean,
                                   const Tensor<float, Cuda>& running_var, const float* gamma, const float* beta,
                                   double eps, const Tensor<float, Cuda>& y) {
@@ -735,9 +773,7 @@ void normalize_with_running_stats(const Tensor<float, Cuda>& x, const Tensor<flo
   const std::int64_t c = x.rank() >= 2 ? x.size(1) : 0;
   detail::require_running_shape(op, running_mean, running_var, c);
   auto factors = Tensor<float, Cuda>::empty({2, c});
-  running_affine_kernel<<<grid_for(c), block_threads, 0, cuda::current_stream()>>>(
-      running_mean.data(), running_var.data(), gamma, beta, eps, c, factors.data(), factors.data() + c);
-  check_launch("running_affine_kernel");
+  running_norm_factors(running_mean, running_var, gamma, beta, eps, factors[0], factors[1]);
   channel_affine(x, factors[0], factors[1], y);
 }
 

@@ -14,7 +14,7 @@
 
 #include "backends/cuda/launch.cuh"
 
-namespace medseg::optim::detail {
+namespace medseg::ops {
 namespace {
 
 using cuda::detail::block_threads;
@@ -42,7 +42,7 @@ __global__ void sgd_kernel(const FusedTensor* tensors, const Chunk* chunks, SgdS
   }
 }
 
-/// The CPU's adam_elements (optim/adam.hpp), operation for operation.
+/// The CPU's detail::adam_elements (backends/cpu/optim.hpp), operation for operation.
 __global__ void adam_kernel(const FusedTensor* tensors, const Chunk* chunks, AdamStep step) {
   const Chunk c = chunks[blockIdx.x];
   const FusedTensor t = tensors[c.param];
@@ -162,4 +162,4 @@ void scale_gradients(const FusedTable<Cuda>& table, float factor) {
   check_launch("optim scale_kernel");
 }
 
-}  // namespace medseg::optim::detail
+}  // namespace medseg::ops

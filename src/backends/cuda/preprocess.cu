@@ -18,6 +18,8 @@
 
 namespace medseg::cuda {
 
+using ops::VoxelMap;
+
 namespace {
 
 using detail::block_threads;
@@ -25,7 +27,7 @@ using detail::check_launch;
 using detail::first_index;
 using detail::grid_for;
 using detail::grid_stride;
-using preprocess::Extent3;
+using ops::Extent3;
 
 // -- Element types ------------------------------------------------------------------------
 
@@ -241,7 +243,7 @@ __global__ void resample_axis_kernel(const Tin* __restrict__ src, Out* __restric
   }
 }
 
-/// The prefilter's constants on the device (preprocess::detail::SplineConstants of the line length).
+/// The prefilter's constants on the device (ops::SplineConstants of the line length).
 struct SplineArgs {
   double z, zn1, norm;
   float zf, gain, k;
@@ -253,7 +255,7 @@ struct SplineArgs {
 /// [0, inner)); its samples are `stride` apart.
 __global__ void spline_prefilter_kernel(float* base, std::int64_t n, std::int64_t stride, std::int64_t lines,
                                         std::int64_t inner, std::int64_t sa, std::int64_t sb, SplineArgs s) {
-  constexpr std::int64_t horizon = preprocess::detail::SplineConstants::horizon;
+  constexpr std::int64_t horizon = ops::SplineConstants::horizon;
   for (std::int64_t l = first_index(); l < lines; l += grid_stride()) {
     float* p = base + (l / inner) * sa + (l % inner) * sb;
     for (std::int64_t i = 0; i < n; ++i) p[i * stride] = __fmul_rn(p[i * stride], s.gain);
@@ -286,8 +288,8 @@ __global__ void spline_prefilter_kernel(float* base, std::int64_t n, std::int64_
 void spline_prefilter(float* base, std::int64_t n, std::int64_t stride, std::int64_t lines, std::int64_t inner,
                       std::int64_t sa, std::int64_t sb) {
   if (n < 2 || lines == 0) return;
-  const preprocess::detail::SplineConstants c(n);
-  const SplineArgs s{c.z, c.zn1, c.norm, c.zf, c.gain, c.k, n <= preprocess::detail::SplineConstants::horizon};
+  const ops::SplineConstants c(n);
+  const SplineArgs s{c.z, c.zn1, c.norm, c.zf, c.gain, c.k, n <= ops::SplineConstants::horizon};
   spline_prefilter_kernel<<<grid_for(lines), block_threads, 0, stream()>>>(base, n, stride, lines, inner, sa, sb, s);
   check_launch("preprocess spline_prefilter_kernel");
 }
@@ -391,7 +393,7 @@ __global__ void first_nonzero_kernel(const T* __restrict__ x, std::int64_t n, lo
 // tail of a run that is not a multiple of 16 goes to lane 0, after its own), each run's lanes
 // folded into the block's double sums in lane order, the blocks summed in order.
 constexpr std::int64_t moment_run = 1024, moment_lanes = 16;
-static_assert(preprocess::detail::reduce_block % moment_run == 0, "runs must tile the CPU's blocks");
+static_assert(ops::reduce_block % moment_run == 0, "runs must tile the CPU's blocks");
 
 /// One thread per (run, lane): its float sums of v - shift and (v - shift)^2, and its count.
 template <class T>
@@ -425,7 +427,7 @@ __global__ void moment_blocks_kernel(const float* __restrict__ lane_sum, const f
                                      const std::int32_t* __restrict__ lane_count, std::int64_t runs,
                                      std::int64_t blocks, double* __restrict__ block_sum_out,
                                      double* __restrict__ block_sq_out, long long* __restrict__ block_count_out) {
-  constexpr std::int64_t runs_per_block = preprocess::detail::reduce_block / moment_run;
+  constexpr std::int64_t runs_per_block = ops::reduce_block / moment_run;
   for (std::int64_t b = first_index(); b < blocks; b += grid_stride()) {
     double sum = 0, sq = 0;
     long long count = 0;
@@ -606,7 +608,7 @@ __global__ void next_value_kernel(const L* __restrict__ x, std::int64_t n, long 
 template <class L>
 __global__ void paint_kernel(const float* __restrict__ mask, L* __restrict__ out, std::int64_t n, L label) {
   for (std::int64_t i = first_index(); i < n; i += grid_stride())
-    if (mask[i] >= preprocess::detail::label_mask_threshold) out[i] = label;
+    if (mask[i] >= ops::label_mask_threshold) out[i] = label;
 }
 
 /// A one-element device counter set to `value`. Tensors hold std::int64_t (long); CUDA's 64-bit
@@ -619,19 +621,31 @@ static_assert(sizeof(long long) == sizeof(std::int64_t));
 
 // -- ResamplePlan ---------------------------------------------------------------------------
 
-ResamplePlan::ResamplePlan(const Extent3& in, const Extent3& out, const preprocess::ResampleOptions& options)
-    : in_(in), out_(out), order_(options.order) {
+ResamplePlan::ResamplePlan(const Extent3& in, const Extent3& out, const ops::ResampleOptions& options)
+    : order_(options.order) {
   const std::string where = "cuda::ResamplePlan";
-  orders_ = preprocess::detail::checked_orders(options, where);
-  preprocess::detail::check_output_shape(out, where);
+  const std::array<int, 3> orders = ops::checked_orders(options, where);
+  ops::check_output_shape(out, where);
   require(in[0] >= 1 && in[1] >= 1 && in[2] >= 1, [&] {
     return ErrorInfo{.where = where, .field = "input extent", .expected = "non-empty spatial axes",
                      .actual = "[" + std::to_string(in[0]) + "," + std::to_string(in[1]) + "," + std::to_string(in[2]) + "]"};
   });
+  upload(ops::plan_resample(in, out, orders, options));
+}
+
+ResamplePlan::ResamplePlan(const ops::ResampleTaps& taps)
+    : order_(std::max({taps.orders[0], taps.orders[1], taps.orders[2]})) {
+  upload(taps);
+}
+
+void ResamplePlan::upload(const ops::ResampleTaps& taps) {
+  in_ = taps.in;
+  out_ = taps.out;
+  orders_ = taps.orders;
   std::vector<std::int64_t> index;
   std::vector<float> weight;
   for (std::size_t a = 0; a < 3; ++a) {
-    const auto p = preprocess::detail::plan_axis(in[a], out[a], orders_[a], options.grid, options.boundary);
+    const ops::AxisPlan& p = taps.axes[a];
     taps_[a] = p.taps;
     first_[a] = static_cast<std::int64_t>(index.size());
     index.insert(index.end(), p.index.begin(), p.index.end());
@@ -669,7 +683,7 @@ void ResamplePlan::launch(const void* x, DType in_type, void* out, DType out_typ
     // Orders 1 and 3 write float (checked by run()).
     float* dst = static_cast<float*>(out);
     if (all_linear) {
-      const bool blend = preprocess::detail::blends_rows_first(orders_, in_, out_);
+      const bool blend = ops::blends_rows_first(orders_, in_, out_);
       resample_linear_kernel<<<shape.grid, shape.block, 0, stream()>>>(src, dst, rows, in_, out_, p[0], p[1], p[2], load,
                                                                        blend);
       check_launch("preprocess resample_linear_kernel");
@@ -704,8 +718,8 @@ void nonzero_flags(const void* x, DType type, std::int64_t n, std::uint8_t* out)
 
 // -- Reductions -----------------------------------------------------------------------------
 
-preprocess::detail::MinMax min_max(const void* x, DType type, std::int64_t n, const VoxelMap& map) {
-  preprocess::detail::MinMax total;
+ops::MinMax min_max(const void* x, DType type, std::int64_t n, const VoxelMap& map) {
+  ops::MinMax total;
   if (n == 0) return total;
   const unsigned blocks = std::min(reduce_grid, grid_for(n));
   auto lo = Tensor<float, Cuda>::empty({blocks});
@@ -716,7 +730,7 @@ preprocess::detail::MinMax min_max(const void* x, DType type, std::int64_t n, co
     check_launch("preprocess min_max_kernel");
   });
   const auto l = lo.to_vector(), h = hi.to_vector();
-  for (unsigned b = 0; b < blocks; ++b) total = total + preprocess::detail::MinMax{l[b], h[b]};
+  for (unsigned b = 0; b < blocks; ++b) total = total + ops::MinMax{l[b], h[b]};
   return total;
 }
 
@@ -733,12 +747,12 @@ std::int64_t first_nonzero(const void* x, DType type, std::int64_t n) {
   return r == LLONG_MAX ? -1 : r;
 }
 
-preprocess::detail::SumSq shifted_sums(const void* x, DType type, std::int64_t n, bool nonzero_only, float shift) {
-  preprocess::detail::SumSq total;
+ops::SumSq shifted_sums(const void* x, DType type, std::int64_t n, bool nonzero_only, float shift) {
+  ops::SumSq total;
   if (n == 0) return total;
   const std::int64_t runs = (n + moment_run - 1) / moment_run;
   const std::int64_t threads = runs * moment_lanes;
-  const std::int64_t blocks = (n + preprocess::detail::reduce_block - 1) / preprocess::detail::reduce_block;
+  const std::int64_t blocks = (n + ops::reduce_block - 1) / ops::reduce_block;
   auto lane_sum = Tensor<float, Cuda>::empty({threads});
   auto lane_sq = Tensor<float, Cuda>::empty({threads});
   auto lane_count = Tensor<std::int32_t, Cuda>::empty({threads});
@@ -761,15 +775,15 @@ preprocess::detail::SumSq shifted_sums(const void* x, DType type, std::int64_t n
   // The CPU's last step: total = total + block, in block order.
   for (std::int64_t b = 0; b < blocks; ++b) {
     const auto i = static_cast<std::size_t>(b);
-    total = total + preprocess::detail::SumSq{s[i], q[i], static_cast<std::int64_t>(c[i])};
+    total = total + ops::SumSq{s[i], q[i], static_cast<std::int64_t>(c[i])};
   }
   return total;
 }
 
 namespace {
-preprocess::detail::SumSq masked_reduce(const float* values, const std::uint8_t* flags, std::int64_t n, bool squares,
+ops::SumSq masked_reduce(const float* values, const std::uint8_t* flags, std::int64_t n, bool squares,
                                         double mean) {
-  preprocess::detail::SumSq total;
+  ops::SumSq total;
   if (n == 0) return total;
   const unsigned blocks = std::min(reduce_grid, grid_for(n));
   auto partial = Tensor<double, Cuda>::empty({blocks});
@@ -787,7 +801,7 @@ preprocess::detail::SumSq masked_reduce(const float* values, const std::uint8_t*
 }
 }  // namespace
 
-preprocess::detail::SumSq masked_sum(const float* values, const std::uint8_t* flags, std::int64_t n) {
+ops::SumSq masked_sum(const float* values, const std::uint8_t* flags, std::int64_t n) {
   return masked_reduce(values, flags, n, false, 0.0);
 }
 
@@ -830,7 +844,7 @@ float kth_smallest(const float* values, const std::uint8_t* flags, std::int64_t 
 
 // -- Crop, box ------------------------------------------------------------------------------
 
-preprocess::Box nonzero_box(const void* x, DType type, std::int64_t channels, const Extent3& e, const void* background) {
+ops::Box nonzero_box(const void* x, DType type, std::int64_t channels, const Extent3& e, const void* background) {
   const std::int64_t rows = channels * e[0] * e[1];
   auto box = Tensor<std::int64_t, Cuda>::from({LLONG_MAX, LLONG_MAX, LLONG_MAX, -1, -1, -1}, {6});
   if (rows > 0 && e[2] > 0) {
@@ -845,11 +859,11 @@ preprocess::Box nonzero_box(const void* x, DType type, std::int64_t channels, co
     });
   }
   const auto b = box.to_vector();
-  if (b[3] < 0) return preprocess::Box{{0, 0, 0}, e};  // nothing differs from the background
-  return preprocess::Box{{b[0], b[1], b[2]}, {b[3] + 1, b[4] + 1, b[5] + 1}};
+  if (b[3] < 0) return ops::Box{{0, 0, 0}, e};  // nothing differs from the background
+  return ops::Box{{b[0], b[1], b[2]}, {b[3] + 1, b[4] + 1, b[5] + 1}};
 }
 
-void crop(const void* x, std::size_t element_bytes, std::int64_t channels, const Extent3& e, const preprocess::Box& box,
+void crop(const void* x, std::size_t element_bytes, std::int64_t channels, const Extent3& e, const ops::Box& box,
           void* out) {
   const Extent3 size = box.shape();
   const std::int64_t rows = channels * size[0] * size[1];

@@ -33,13 +33,13 @@ void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& slope
 /// y = prelu(x * scale[c] + shift[c]): a per-channel affine map (BatchNorm's, as its
 /// channel_affine_of gives it) and PReLU in one pass, bit for bit the two ops in a row.
 /// scale and shift have an entry per channel of x [N, C, ...].
-void prelu_affine_forward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
-                          const std::vector<float>& shift, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y);
+void prelu_affine_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& scale,
+                          const Tensor<float, Cpu>& shift, const Tensor<float, Cpu>& slope, const Tensor<float, Cpu>& y);
 
 /// prelu_backward at the input x * scale[c] + shift[c], recomputed from x rather than stored:
 /// the backward of prelu_affine_forward with respect to the affine map's output.
-void prelu_affine_backward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
-                           const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+void prelu_affine_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& scale,
+                           const Tensor<float, Cpu>& shift, const Tensor<float, Cpu>& slope,
                            const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx, const Tensor<float, Cpu>& dslope);
 
 /// prelu_backward from the forward's output y instead of its input, for slopes that are all
@@ -47,6 +47,11 @@ void prelu_affine_backward(const Tensor<float, Cpu>& x, const std::vector<float>
 void prelu_backward_from_output(const Tensor<float, Cpu>& y, const Tensor<float, Cpu>& slope,
                                 const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
                                 const Tensor<float, Cpu>& dslope);
+
+/// Whether a PReLU layer may keep its output rather than its input for backward (then
+/// prelu_backward_from_output): when every slope is > 0. With positive slopes the next layer
+/// (a conv) usually keeps the output anyway, while the input is otherwise dead.
+bool prelu_keeps_output(const Tensor<float, Cpu>& slope);
 
 /// Softmax over axis 1 of [N, C, ...]: y[n,c,v] = exp(x[n,c,v]) / sum_k exp(x[n,k,v]).
 void softmax_channels_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y);
@@ -256,20 +261,20 @@ struct PlainInput {
 };
 /// v * scale[c] + shift[c], as channel_affine and normalize_forward compute it.
 struct AffineInput {
-  const std::vector<float>& scale;
-  const std::vector<float>& shift;
+  const float* scale;
+  const float* shift;
   auto at(std::int64_t c) const {
-    const float a = scale[static_cast<std::size_t>(c)], t = shift[static_cast<std::size_t>(c)];
+    const float a = scale[c], t = shift[c];
     return [a, t](float v) { return v * a + t; };
   }
 };
 
-inline void require_affine(const char* op, const Tensor<float, Cpu>& x, const std::vector<float>& scale,
-                           const std::vector<float>& shift) {
-  const auto c = static_cast<std::size_t>(channel_geometry(x).channels);
-  require(scale.size() == c && shift.size() == c, [&] {
+inline void require_affine(const char* op, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& scale,
+                           const Tensor<float, Cpu>& shift) {
+  const auto c = channel_geometry(x).channels;
+  require(scale.is_contiguous() && shift.is_contiguous() && scale.numel() == c && shift.numel() == c, [&] {
     return ErrorInfo{.where = op, .field = "scale/shift", .expected = std::to_string(c) + " entries each",
-                     .actual = std::to_string(scale.size()) + " and " + std::to_string(shift.size())};
+                     .actual = std::to_string(scale.numel()) + " and " + std::to_string(shift.numel())};
   });
 }
 }  // namespace detail
@@ -283,26 +288,33 @@ inline void prelu_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>
   detail::prelu_backward_rows("ops::prelu_backward", x, slope, dy, dx, dslope, detail::PlainInput{}, false);
 }
 
-inline void prelu_affine_forward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
-                                 const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+inline void prelu_affine_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& scale,
+                                 const Tensor<float, Cpu>& shift, const Tensor<float, Cpu>& slope,
                                  const Tensor<float, Cpu>& y) {
   detail::require_affine("ops::prelu_affine_forward", x, scale, shift);
-  detail::prelu_forward_rows("ops::prelu_affine_forward", x, slope, y, detail::AffineInput{scale, shift});
+  detail::prelu_forward_rows("ops::prelu_affine_forward", x, slope, y, detail::AffineInput{scale.data(), shift.data()});
 }
 
-inline void prelu_affine_backward(const Tensor<float, Cpu>& x, const std::vector<float>& scale,
-                                  const std::vector<float>& shift, const Tensor<float, Cpu>& slope,
+inline void prelu_affine_backward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& scale,
+                                  const Tensor<float, Cpu>& shift, const Tensor<float, Cpu>& slope,
                                   const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
                                   const Tensor<float, Cpu>& dslope) {
   detail::require_affine("ops::prelu_affine_backward", x, scale, shift);
   detail::prelu_backward_rows("ops::prelu_affine_backward", x, slope, dy, dx, dslope,
-                              detail::AffineInput{scale, shift}, false);
+                              detail::AffineInput{scale.data(), shift.data()}, false);
 }
 
 inline void prelu_backward_from_output(const Tensor<float, Cpu>& y, const Tensor<float, Cpu>& slope,
                                        const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx,
                                        const Tensor<float, Cpu>& dslope) {
   detail::prelu_backward_rows("ops::prelu_backward_from_output", y, slope, dy, dx, dslope, detail::PlainInput{}, true);
+}
+
+inline bool prelu_keeps_output(const Tensor<float, Cpu>& slope) {
+  const float* a = slope.data();
+  for (std::int64_t i = 0; i < slope.numel(); ++i)
+    if (!(a[i] > 0.0f)) return false;
+  return true;
 }
 
 inline void softmax_channels_forward(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y) {

@@ -4,10 +4,13 @@
 // whole program is built with OpenMP.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../../core/error.hpp"
+#include "../../core/parallel.hpp"
 #include "../../core/tensor.hpp"
 #include "../gemm.hpp"
 #include "dnnl.hpp"
@@ -21,6 +24,13 @@ namespace medseg::ops {
 /// All contiguous; C must not overlap A or B. Throws Error naming the operand and shapes.
 void gemm(bool transpose_a, bool transpose_b, float alpha, const Tensor<float, Cpu>& a, const Tensor<float, Cpu>& b,
           float beta, const Tensor<float, Cpu>& c);
+
+/// Every row of y [rows, n] set to bias [n]: a Linear layer's bias before y += x W^T.
+void fill_rows(const Tensor<float, Cpu>& bias, const Tensor<float, Cpu>& y);
+
+/// dbias [n] += the column sums of dy [rows, n]: a Linear layer's bias gradient. The sums
+/// are made in double, row by row.
+void accumulate_column_sums(const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dbias);
 
 }  // namespace medseg::ops
 
@@ -53,6 +63,28 @@ inline void gemm(bool transpose_a, bool transpose_b, float alpha, const Tensor<f
                        .actual = dnnl_status2str(status), .detail = p.operands};
     });
   }
+}
+
+inline void fill_rows(const Tensor<float, Cpu>& bias, const Tensor<float, Cpu>& y) {
+  const std::int64_t n = bias.numel(), rows = y.numel() / std::max<std::int64_t>(n, 1);
+  require_row_operands("ops::fill_rows", bias, y);
+  const float* b = bias.data();
+  float* py = y.data();
+  parallel_for(0, rows, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(n, 1)),
+               [&](std::int64_t r0, std::int64_t r1) {
+                 for (std::int64_t r = r0; r < r1; ++r) std::copy_n(b, n, py + r * n);
+               });
+}
+
+inline void accumulate_column_sums(const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dbias) {
+  const std::int64_t n = dbias.numel(), rows = dy.numel() / std::max<std::int64_t>(n, 1);
+  require_row_operands("ops::accumulate_column_sums", dbias, dy);
+  const float* pg = dy.data();
+  float* db = dbias.data();
+  std::vector<double> sum(static_cast<std::size_t>(n), 0.0);  // row by row: unit stride
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < n; ++j) sum[static_cast<std::size_t>(j)] += pg[r * n + j];
+  for (std::int64_t j = 0; j < n; ++j) db[j] += static_cast<float>(sum[static_cast<std::size_t>(j)]);
 }
 
 }  // namespace medseg::ops

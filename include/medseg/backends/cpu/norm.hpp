@@ -93,6 +93,18 @@ void normalize_backward(const NormSets& sets, const NormStats& stats, double eps
 void channel_affine(const Tensor<float, Cpu>& x, const std::vector<float>& scale, const std::vector<float>& shift,
                     const Tensor<float, Cpu>& y);
 
+/// The per-channel map y = x * scale[k] + shift[k] that a forward with these statistics
+/// applies, one set per channel (BatchNorm's layout), for a caller that fuses the map into its
+/// next op: scale = rstd * gamma, shift = beta - mean * scale, as normalize_forward computes
+/// them. gamma/beta may be null; scale and shift are [sets].
+void norm_factors(const NormStats& stats, const float* gamma, const float* beta, double eps,
+                  const Tensor<float, Cpu>& scale, const Tensor<float, Cpu>& shift);
+
+/// The same map from running statistics [C] (eval mode): normalize_with_running_stats's.
+void running_norm_factors(const Tensor<float, Cpu>& running_mean, const Tensor<float, Cpu>& running_var,
+                          const float* gamma, const float* beta, double eps, const Tensor<float, Cpu>& scale,
+                          const Tensor<float, Cpu>& shift);
+
 /// Eval mode of the norms that keep running statistics (BatchNorm, InstanceNorm tracking them)
 /// over [N, C, S]: y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c],
 /// as one channel_affine; gamma/beta may be null (no affine).
@@ -270,16 +282,44 @@ namespace detail {
 /// Running statistics are [C] vectors matching the channels of the input.
 template <class B>
 void require_running_shape(const char* op, const Tensor<float, B>& running_mean, const Tensor<float, B>& running_var,
-                           std::int64_t channels) {
+                           std::int64_t channels, const char* field = "running_mean/running_var") {
   require(running_mean.rank() == 1 && running_mean.shape() == running_var.shape() &&
               running_mean.size(0) == channels,
           [&] {
-            return ErrorInfo{.where = op, .field = "running_mean/running_var",
+            return ErrorInfo{.where = op, .field = field,
                              .expected = "[" + std::to_string(channels) + "] each",
                              .actual = running_mean.shape().to_string() + " and " + running_var.shape().to_string()};
           });
 }
 }  // namespace detail
+
+inline void norm_factors(const NormStats& stats, const float* gamma, const float* beta, double,
+                         const Tensor<float, Cpu>& scale, const Tensor<float, Cpu>& shift) {
+  const auto c = static_cast<std::int64_t>(stats.mean.size());
+  detail::require_running_shape("ops::norm_factors", scale, shift, c, "scale/shift");
+  float* a = scale.data();
+  float* t = shift.data();
+  for (std::int64_t k = 0; k < c; ++k) {  // normalize_forward's own factors: the fused map is bit for bit
+    const auto i = static_cast<std::size_t>(k);
+    a[k] = stats.rstd[i] * (gamma ? gamma[k] : 1.0f);
+    t[k] = (beta ? beta[k] : 0.0f) - stats.mean[i] * a[k];
+  }
+}
+
+inline void running_norm_factors(const Tensor<float, Cpu>& running_mean, const Tensor<float, Cpu>& running_var,
+                                 const float* gamma, const float* beta, double eps, const Tensor<float, Cpu>& scale,
+                                 const Tensor<float, Cpu>& shift) {
+  const std::int64_t c = running_mean.numel();
+  detail::require_running_shape("ops::running_norm_factors", running_mean, running_var, c);
+  detail::require_running_shape("ops::running_norm_factors", scale, shift, c, "scale/shift");
+  const float* rm = running_mean.data();
+  const float* rv = running_var.data();
+  for (std::int64_t k = 0; k < c; ++k) {
+    const double a = (gamma ? gamma[k] : 1.0f) / std::sqrt(static_cast<double>(rv[k]) + eps);
+    scale.data()[k] = static_cast<float>(a);
+    shift.data()[k] = static_cast<float>((beta ? beta[k] : 0.0f) - rm[k] * a);
+  }
+}
 
 inline void normalize_with_running_stats(const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& running_mean,
                                          const Tensor<float, Cpu>& running_var, const float* gamma, const float* beta,
@@ -287,15 +327,9 @@ inline void normalize_with_running_stats(const Tensor<float, Cpu>& x, const Tens
   detail::require_same_shape("ops::normalize_with_running_stats", x, y);
   const std::int64_t c = x.rank() >= 2 ? x.size(1) : 0;
   detail::require_running_shape("ops::normalize_with_running_stats", running_mean, running_var, c);
-  std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
-  const float* rm = running_mean.data();
-  const float* rv = running_var.data();
-  for (std::int64_t k = 0; k < c; ++k) {
-    const double a = (gamma ? gamma[k] : 1.0f) / std::sqrt(static_cast<double>(rv[k]) + eps);
-    scale[static_cast<std::size_t>(k)] = static_cast<float>(a);
-    shift[static_cast<std::size_t>(k)] = static_cast<float>((beta ? beta[k] : 0.0f) - rm[k] * a);
-  }
-  channel_affine(x, scale, shift, y);
+  auto scale = Tensor<float, Cpu>::empty({c}), shift = Tensor<float, Cpu>::empty({c});
+  running_norm_factors(running_mean, running_var, gamma, beta, eps, scale, shift);
+  channel_affine(x, scale.to_vector(), shift.to_vector(), y);
 }
 
 inline void update_running_stats(const NormStats& st, double momentum, double unbias,

@@ -1,10 +1,13 @@
 // CPU kernels of trilinear resizing over NCDHW with PyTorch's coordinate conventions
 // (align_corners false: half-pixel centres clamped at 0; true: corner voxels aligned).
 // Each axis is reduced to a table of (index, weight) pairs once, then planes run in parallel.
+// Also the nearest-exact resize of label maps (any element type) for deep supervision.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "elementwise.hpp"
@@ -24,6 +27,33 @@ struct TrilinearShape {
 void trilinear_forward(const TrilinearShape& s, const Tensor<float, Cpu>& x, const Tensor<float, Cpu>& y);
 /// dx (overwritten) receives each output gradient spread over its eight input voxels.
 void trilinear_backward(const TrilinearShape& s, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx);
+
+/// PyTorch's "nearest-exact" source index of output voxel i on an axis resized from `in` to
+/// `out` voxels: floor((i + 0.5) * in / out), at most in - 1. Every backend's tables use it.
+inline std::int64_t nearest_exact_source(std::int64_t i, std::int64_t in, std::int64_t out) {
+  return std::min(in - 1, static_cast<std::int64_t>((static_cast<double>(i) + 0.5) * in / out));
+}
+
+/// y [N, C, d, h, w] = x [N, C, D, H, W] read at each output voxel's nearest_exact_source:
+/// label maps brought to a lower-resolution head's size (deep supervision). Any element
+/// type; values are copied, never mixed. Both contiguous, y must not overlap x.
+template <class T>
+void resize_nearest_exact(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y);
+
+/// Checks resize_nearest_exact's operands, the same on every backend; throws Error naming
+/// `op` and both shapes.
+template <class T, class B>
+void require_resize_operands(const char* op, const Tensor<T, B>& x, const Tensor<T, B>& y) {
+  const bool ok = x.defined() && y.defined() && x.is_contiguous() && y.is_contiguous() && x.rank() == 5 &&
+                  y.rank() == 5 && x.size(0) == y.size(0) && x.size(1) == y.size(1) &&
+                  (y.numel() == 0 || (x.size(2) > 0 && x.size(3) > 0 && x.size(4) > 0));
+  require(ok, [&] {
+    return ErrorInfo{.where = op, .field = "x, y",
+                     .expected = "contiguous [N,C,D,H,W] and [N,C,d,h,w] (the same N and C, a non-empty x)",
+                     .actual = (x.defined() ? x.shape().to_string() : std::string("undefined")) + " and " +
+                               (y.defined() ? y.shape().to_string() : std::string("undefined"))};
+  });
+}
 
 // ----------------------------------------------------------------------------------------
 // Implementation
@@ -117,6 +147,30 @@ inline void trilinear_backward(const TrilinearShape& s, const Tensor<float, Cpu>
         }
     }
   });
+}
+
+template <class T>
+void resize_nearest_exact(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& y) {
+  require_resize_operands("ops::resize_nearest_exact", x, y);
+  const Shape in = x.shape(), out = y.shape();
+  std::array<std::vector<std::int64_t>, 3> source;
+  for (int a = 0; a < 3; ++a)
+    for (std::int64_t i = 0; i < out[a + 2]; ++i) source[a].push_back(nearest_exact_source(i, in[a + 2], out[a + 2]));
+  const T* px = x.data();
+  T* py = y.data();
+  const std::int64_t rows = out[0] * out[1] * out[2];
+  parallel_for(0, rows, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(out[3] * out[4], 1)),
+               [&](std::int64_t r0, std::int64_t r1) {
+                 for (std::int64_t r = r0; r < r1; ++r) {
+                   const std::int64_t nc = r / out[2], z = r % out[2];
+                   const T* plane = px + (nc * in[2] + source[0][static_cast<std::size_t>(z)]) * in[3] * in[4];
+                   T* o = py + r * out[3] * out[4];
+                   for (std::int64_t h = 0; h < out[3]; ++h) {
+                     const T* row = plane + source[1][static_cast<std::size_t>(h)] * in[4];
+                     for (std::int64_t w = 0; w < out[4]; ++w) *o++ = row[source[2][static_cast<std::size_t>(w)]];
+                   }
+                 }
+               });
 }
 
 }  // namespace medseg::ops

@@ -27,6 +27,28 @@ void prelu_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slop
 void prelu_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& slope, const Tensor<float, Cuda>& dy,
                     const Tensor<float, Cuda>& dx, const Tensor<float, Cuda>& dslope);
 
+/// y = prelu(x * scale[c] + shift[c]): a norm's per-channel map (BatchNorm3d::channel_affine_of)
+/// and PReLU in one pass; scale and shift [C] on the device.
+void prelu_affine_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& scale,
+                          const Tensor<float, Cuda>& shift, const Tensor<float, Cuda>& slope,
+                          const Tensor<float, Cuda>& y);
+/// prelu_backward at the input x * scale[c] + shift[c], recomputed from x.
+void prelu_affine_backward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& scale,
+                           const Tensor<float, Cuda>& shift, const Tensor<float, Cuda>& slope,
+                           const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx,
+                           const Tensor<float, Cuda>& dslope);
+
+/// prelu_backward from the forward's output y instead of its input, for slopes that are all
+/// positive: then y > 0 exactly where x > 0, and x = y / slope below zero.
+void prelu_backward_from_output(const Tensor<float, Cuda>& y, const Tensor<float, Cuda>& slope,
+                                const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx,
+                                const Tensor<float, Cuda>& dslope);
+
+/// Whether a PReLU layer may keep its output rather than its input for backward: never on
+/// the device, where the slopes would have to be read back (a wait for the stream) on every
+/// forward to know they are all positive.
+inline bool prelu_keeps_output(const Tensor<float, Cuda>&) { return false; }
+
 /// Softmax over axis 1 of [N, C, ...]: y[n,c,v] = exp(x[n,c,v] - m) / sum_k exp(x[n,k,v] - m),
 /// m the largest x[n,k,v]. y may be x.
 void softmax_channels_forward(const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& y);

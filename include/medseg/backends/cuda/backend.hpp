@@ -20,6 +20,9 @@ namespace medseg {
 struct Cuda {
   static constexpr std::string_view name = "cuda";
   static constexpr bool is_host = false;
+  /// The norm kernels read dy again after writing dx (backward passes in several launches),
+  /// so a backward never writes dx over dy here.
+  static constexpr bool gradients_in_place = false;
 
   /// Through the caching allocator (backends/cuda/allocator.hpp): no cudaMalloc or cudaFree
   /// per training step; running out of memory says how much was asked and how much is free.

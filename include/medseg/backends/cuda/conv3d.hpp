@@ -40,6 +40,27 @@ void conv3d_backward(const Conv3dShape& shape, const Tensor<float, Cuda>& x, con
                      const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>* dx, const Tensor<float, Cuda>& dw,
                      const Tensor<float, Cuda>* dbias);
 
+/// conv3d_forward that allocates y, as the CPU op of the same name. On the device the caching
+/// allocator makes y cheap at any point, so this is the plain forward into a fresh tensor.
+inline Tensor<float, Cuda> conv3d_forward_alloc(const Conv3dShape& shape, const Tensor<float, Cuda>& x,
+                                                const Tensor<float, Cuda>& w, const Tensor<float, Cuda>* bias) {
+  auto y = Tensor<float, Cuda>::empty(shape.output_shape());
+  conv3d_forward(shape, x, w, bias, y);
+  return y;
+}
+
+/// conv3d_backward for a caller that hands x and dy over, as the CPU op of the same name:
+/// returns dx, or an undefined tensor when !input_gradient. Both are released on return.
+inline Tensor<float, Cuda> conv3d_backward_owned(const Conv3dShape& shape, Tensor<float, Cuda> x,
+                                                 const Tensor<float, Cuda>& w, Tensor<float, Cuda> dy,
+                                                 bool input_gradient, const Tensor<float, Cuda>& dw,
+                                                 const Tensor<float, Cuda>* dbias) {
+  Tensor<float, Cuda> dx;
+  if (input_gradient) dx = Tensor<float, Cuda>::empty(shape.input_shape());
+  conv3d_backward(shape, x, w, dy, input_gradient ? &dx : nullptr, dw, dbias);
+  return dx;
+}
+
 }  // namespace medseg::ops
 
 namespace medseg::cuda {

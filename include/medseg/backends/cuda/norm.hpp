@@ -24,7 +24,7 @@ struct norm_stats<Cuda> {
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta per set of `sets`; gamma/beta are device
 /// pointers, or null (no affine). x and y contiguous with equal shapes; the layout must lie
-/// inside x.
+/// inside x. An undefined y computes the statistics alone (a caller that fuses the map).
 CudaNormStats normalize_forward(const NormSets& sets, const Tensor<float, Cuda>& x, const Tensor<float, Cuda>& y,
                                 const float* gamma, const float* beta, double eps);
 
@@ -33,6 +33,17 @@ CudaNormStats normalize_forward(const NormSets& sets, const Tensor<float, Cuda>&
 void normalize_backward(const NormSets& sets, const CudaNormStats& stats, double eps, const Tensor<float, Cuda>& x,
                         const Tensor<float, Cuda>& dy, const Tensor<float, Cuda>& dx, const float* gamma,
                         float* dgamma, float* dbeta);
+
+/// The per-set map y = x * scale + shift of a forward with these statistics (BatchNorm: a set
+/// per channel), for a caller that fuses it into its next op; gamma/beta device pointers or
+/// null, scale and shift [sets] on the device. As the CPU op, within float rounding.
+void norm_factors(const CudaNormStats& stats, const float* gamma, const float* beta, double eps,
+                  const Tensor<float, Cuda>& scale, const Tensor<float, Cuda>& shift);
+
+/// The same map from running statistics [C] (eval mode): normalize_with_running_stats's.
+void running_norm_factors(const Tensor<float, Cuda>& running_mean, const Tensor<float, Cuda>& running_var,
+                          const float* gamma, const float* beta, double eps, const Tensor<float, Cuda>& scale,
+                          const Tensor<float, Cuda>& shift);
 
 /// y[n,c,s] = x[n,c,s] * scale[c] + shift[c] over [N, C, S], the factors on the host (copied,
 /// C values) or, in the second form, on the device ([C] each).

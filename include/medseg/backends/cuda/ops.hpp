@@ -5,6 +5,7 @@
 
 #include "backend.hpp"
 #include "activation.hpp"
+#include "augment.hpp"
 #include "conv3d.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"

@@ -1,15 +1,14 @@
-// The optimizer kernels on the GPU, the Cuda overloads of the CPU loops in optim/sgd.hpp,
-// optim/adam.hpp and optim/clip.hpp. Each update is one launch over the fused table
-// (optim/fused.hpp): one block per chunk, every parameter in the same kernel. The element
-// arithmetic is the CPU's, operation for operation and without fused multiply-adds, so a
-// step gives the CPU's floats. Defined in src/backends/cuda/optim.cu; optim/optimizer.hpp
-// includes this header under MEDSEG_WITH_CUDA, so the optimizer templates see both overloads.
+// The optimizer kernels on the GPU, the Cuda overloads of those in backends/cpu/optim.hpp.
+// Each update is one launch over the fused table (backends/optim.hpp): one block per chunk,
+// every parameter in the same kernel. The element arithmetic is the CPU's, operation for
+// operation and without fused multiply-adds, so a step gives the CPU's floats. Defined in
+// src/backends/cuda/optim.cu; reached through backends/ops.hpp.
 #pragma once
 
-#include "../../optim/fused.hpp"
+#include "../optim.hpp"
 #include "backend.hpp"
 
-namespace medseg::optim::detail {
+namespace medseg::ops {
 
 /// One SGD step over every chunk of `table` (state[0]: the momentum buffer).
 void sgd_update(const FusedTable<Cuda>& table, const SgdScalars& k);
@@ -26,4 +25,4 @@ double gradient_norm_total(const FusedTable<Cuda>& table, double norm_type);
 /// g *= factor for every gradient of the table.
 void scale_gradients(const FusedTable<Cuda>& table, float factor);
 
-}  // namespace medseg::optim::detail
+}  // namespace medseg::ops

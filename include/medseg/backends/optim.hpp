@@ -1,18 +1,19 @@
-// The fused multi-tensor update every optimizer of optim/ runs: the parameters split into
-// fixed chunks, and a table of per-tensor pointers that one pass walks chunk by chunk (a
+// What the optimizer kernels of every backend take (backends/cpu/optim.hpp,
+// backends/cuda/optim.hpp): the fused multi-tensor table, with the parameters split into fixed
+// chunks and one entry of pointers per tensor, which one pass walks chunk by chunk (a
 // parallel_for on the CPU, one kernel launch on a GPU, one block per chunk), so a network of
-// a hundred small tensors costs one dispatch per step. Also the per-step scalars of each
-// update rule: both backends' kernels take the same floats and apply them in the same order.
+// a hundred small tensors costs one dispatch per step; and the per-step scalars of each update
+// rule: both backends' kernels take the same floats and apply them in the same order.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
-#include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 
-namespace medseg::optim::detail {
+namespace medseg::ops {
 
 /// A piece of one parameter: elements [begin, end) of tensor `param`.
 struct Chunk {
@@ -36,10 +37,11 @@ struct FusedTensor {
   bool decay = true;
 };
 
-/// The table a fused update reads: one FusedTensor per parameter and the chunk list, in the
-/// backend's memory. The optimizer rebuilds the host side every step (a few pointers per
-/// parameter); a device copy is uploaded only when a pointer changed, so a step in steady
-/// state copies nothing to the GPU.
+/// The table a fused update reads: one FusedTensor per parameter and the chunk list, packed
+/// into one buffer in B's memory (a host tensor on the CPU), so every backend's kernels read
+/// it the same way. The optimizer rebuilds the host side every step (a few pointers per
+/// parameter); the buffer is rewritten only when a pointer changed, so a step in steady state
+/// copies nothing to a GPU.
 template <class B>
 class FusedTable {
  public:
@@ -48,21 +50,19 @@ class FusedTable {
 
   const std::vector<FusedTensor>& host_tensors() const { return tensors_; }
   const std::vector<Chunk>& host_chunks() const { return chunks_; }
-  /// The same tables in B's memory (the host vectors on the CPU).
-  const FusedTensor* tensors() const;
-  const Chunk* chunks() const;
+  /// The same tables in B's memory: what the kernels read.
+  const FusedTensor* tensors() const { return reinterpret_cast<const FusedTensor*>(packed_.data()); }
+  const Chunk* chunks() const {
+    return reinterpret_cast<const Chunk*>(packed_.data() + tensors_.size() * sizeof(FusedTensor));
+  }
   std::int64_t chunk_count() const { return static_cast<std::int64_t>(chunks_.size()); }
 
  private:
   std::vector<FusedTensor> tensors_;
   std::vector<Chunk> chunks_;
-  Tensor<std::uint8_t, B> device_;  // device backends: [tensors][chunks], as bytes
+  Tensor<std::uint8_t, B> packed_;  // [tensors][chunks], as bytes
   bool uploaded_ = false;
 };
-
-/// Calls body(chunk) for every chunk on the thread pool.
-template <class Body>
-void for_each_chunk(const std::vector<Chunk>& chunks, Body&& body);
 
 /// The scalars of one SGD step, rounded to float once as PyTorch rounds its Python floats.
 struct SgdScalars {
@@ -89,6 +89,7 @@ struct AdamStep {
 // ----------------------------------------------------------------------------------------
 // Implementation
 
+namespace detail {
 /// Whether two tables point at the same memory.
 inline bool same_pointers(const std::vector<FusedTensor>& a, const std::vector<FusedTensor>& b) {
   if (a.size() != b.size()) return false;
@@ -100,50 +101,31 @@ inline bool same_pointers(const std::vector<FusedTensor>& a, const std::vector<F
   }
   return true;
 }
+}  // namespace detail
 
 template <class B>
 void FusedTable<B>::refresh(std::vector<FusedTensor> tensors, const std::vector<Chunk>& chunks) {
-  const bool changed = !uploaded_ || !same_pointers(tensors, tensors_) || chunks.size() != chunks_.size();
+  const bool changed =
+      !uploaded_ || !detail::same_pointers(tensors, tensors_) || chunks.size() != chunks_.size();
   if (!changed) return;
   tensors_ = std::move(tensors);
   chunks_ = chunks;
-  if constexpr (!B::is_host) {
-    // Both tables in one buffer; chunks start at a multiple of 8 bytes (sizeof(FusedTensor)).
-    const std::size_t head = tensors_.size() * sizeof(FusedTensor);
-    std::vector<std::uint8_t> bytes(head + chunks_.size() * sizeof(Chunk));
-    if (!tensors_.empty()) std::memcpy(bytes.data(), tensors_.data(), head);
-    if (!chunks_.empty()) std::memcpy(bytes.data() + head, chunks_.data(), chunks_.size() * sizeof(Chunk));
-    const auto size = static_cast<std::int64_t>(bytes.size());
+  // Both tables in one buffer; chunks start at a multiple of 8 bytes (sizeof(FusedTensor)).
+  const std::size_t head = tensors_.size() * sizeof(FusedTensor);
+  std::vector<std::uint8_t> bytes(head + chunks_.size() * sizeof(Chunk));
+  if (!tensors_.empty()) std::memcpy(bytes.data(), tensors_.data(), head);
+  if (!chunks_.empty()) std::memcpy(bytes.data() + head, chunks_.data(), chunks_.size() * sizeof(Chunk));
+  const auto size = static_cast<std::int64_t>(bytes.size());
+  if (size == 0) {
+    packed_ = {};  // no parameters: nothing to point at (and an empty wrap is undefined)
+  } else {
     // Same size: copy into the buffer the previous launches read (the copy is ordered after them).
-    if (!device_.defined() || device_.numel() != size) device_ = Tensor<std::uint8_t, B>::empty({size});
-    device_.copy_from(Tensor<std::uint8_t, Cpu>::wrap(bytes.data(), {size}));
+    if (!packed_.defined() || packed_.numel() != size) packed_ = Tensor<std::uint8_t, B>::empty({size});
+    packed_.copy_from(Tensor<std::uint8_t, Cpu>::wrap(bytes.data(), {size}));
   }
   uploaded_ = true;
 }
 
-template <class B>
-const FusedTensor* FusedTable<B>::tensors() const {
-  if constexpr (B::is_host)
-    return tensors_.data();
-  else
-    return reinterpret_cast<const FusedTensor*>(device_.data());
-}
+static_assert(sizeof(FusedTensor) % 8 == 0 && alignof(Chunk) <= 8, "the packed table puts chunks after tensors");
 
-template <class B>
-const Chunk* FusedTable<B>::chunks() const {
-  if constexpr (B::is_host)
-    return chunks_.data();
-  else
-    return reinterpret_cast<const Chunk*>(device_.data() + tensors_.size() * sizeof(FusedTensor));
-}
-
-template <class Body>
-void for_each_chunk(const std::vector<Chunk>& chunks, Body&& body) {
-  parallel_for(0, static_cast<std::int64_t>(chunks.size()), 1, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) body(chunks[static_cast<std::size_t>(i)]);
-  });
-}
-
-static_assert(sizeof(FusedTensor) % 8 == 0 && alignof(Chunk) <= 8, "the device table packs chunks after tensors");
-
-}  // namespace medseg::optim::detail
+}  // namespace medseg::ops
