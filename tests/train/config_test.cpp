@@ -238,7 +238,7 @@ TEST_CASE("A transform chain from JSON augments exactly like the composed transf
     {"type": "RandomResizedCrop3D", "size": [8, 12, 12], "scale": [0.8, 1.2]},
     {"type": "RandomRotation3D", "degrees": 30, "rotate_planes": [[1, 2]]},
     {"type": "RandomFlip3D", "prob": 0.5, "flip_axis": [0, 2]}])");
-  const auto chain = train::make_transforms(list, "test.transforms");
+  const auto chain = train::make_transforms(list, "test");
   const auto composed = transforms::RandomResizedCrop3D{{8, 12, 12}, {0.8f, 1.2f}} |
                         transforms::RandomRotation3D{.degrees = 30, .planes = {{1, 2}}} |
                         transforms::RandomFlip3D{0.5f, {true, false, true}};
@@ -253,17 +253,24 @@ TEST_CASE("A transform chain from JSON augments exactly like the composed transf
     CHECK(x.image.to_vector() == y.image.to_vector());
     CHECK(x.label.to_vector() == y.label.to_vector());
   }
-  CHECK(message_of([] { train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomFlip"}])"), "cfg: t"); }) ==
-        "cfg: t.0: type: expected a known transform (RandomResizedCrop3D, RandomRotation3D, RandomFlip3D, RandomCrop, "
-        "CenterCrop, GaussianNoise, GaussianBlur, MultiplicativeBrightness, Contrast, Gamma, RandomScale, Normalize, "
-        "SpatialTransform), got \"RandomFlip\" (did you mean \"RandomFlip3D\"?)");
-  CHECK(message_of([] { train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomFlip3D", "axis": 1}])"), "cfg: t"); }) ==
-        "cfg: t.0: axis: expected a key of RandomFlip3D (p, prob, flip_axis), got \"axis\"");
+  // The shared JsonReader wording: the file, the entry's path and key, what was expected.
+  CHECK(message_of([] { train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomFlip"}])"), "cfg", "t"); }) ==
+        "cfg: t[0].type: expected one of \"RandomResizedCrop3D\", \"RandomRotation3D\", \"RandomFlip3D\", "
+        "\"RandomCrop\", \"CenterCrop\", \"GaussianNoise\", \"GaussianBlur\", \"MultiplicativeBrightness\", "
+        "\"Contrast\", \"Gamma\", \"RandomScale\", \"Normalize\", \"SpatialTransform\", got \"RandomFlip\" "
+        "(did you mean \"RandomFlip3D\"?)");
   CHECK(message_of([] {
-          train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomResizedCrop3D", "scale": [1.2, 0.8]}])"), "cfg: t");
-        }) == "cfg: t.0: scale: expected [low, high] with low <= high, got [1.2,0.8]");
-  CHECK(message_of([] { train::make_transforms(nlohmann::json::parse(R"([{"type": "GaussianNoise", "p": 2}])"), "cfg: t"); }) ==
-        "cfg: t.0: p: expected a probability in [0, 1], got 2");
+          train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomFlip3D", "flip_axes": 1}])"), "cfg", "t");
+        }) == "cfg: t[0].flip_axes: expected a known key, got unknown key \"flip_axes\" (did you mean \"flip_axis\"?)");
+  CHECK(message_of([] {
+          train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomResizedCrop3D", "scale": [1.2, 0.8]}])"), "cfg",
+                                 "t");
+        }) == "cfg: t[0].scale: expected [low, high] with low <= high, got [1.2,0.8]");
+  CHECK(message_of([] { train::make_transforms(nlohmann::json::parse(R"([{"type": "GaussianNoise", "p": 2}])"), "cfg", "t"); }) ==
+        "cfg: t[0].p: expected " + JsonReader::expected<float>({.min = 0, .max = 1}) + ", got 2");
+  CHECK(message_of([] {
+          train::make_transforms(nlohmann::json::parse(R"([{"type": "RandomCrop", "size": [4, 0, 4]}])"), "cfg", "t");
+        }) == "cfg: t[0].size: expected " + JsonReader::expected<transforms::Index3>({.min = 1}) + ", got [4,0,4]");
 }
 
 TEST_CASE("A trainer built from a config resumes exactly through the runtime objects") {

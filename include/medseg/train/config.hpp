@@ -155,16 +155,6 @@ inline Config read_config_chain(const std::filesystem::path& file, std::vector<s
   return out;
 }
 
-/// Only the name-list join of the former config checker remains, for transform_chain.hpp's
-/// messages (which still has its own TransformArgs); fields are read with JsonReader.
-struct Checker {
-  static std::string list(const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
-    return s;
-  }
-};
-
 /// A dataset object: its keys, types and choices.
 inline void validate_dataset(JsonReader d) {
   d.accept({"type", "dataset_root", "result_dir", "train_path", "val_path", "dataset_json", "num_classes", "transforms",

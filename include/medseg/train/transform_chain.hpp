@@ -4,16 +4,21 @@
 // JSON augments bit for bit like the same transforms composed in C++.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../io/json_fields.hpp"
 #include "../transforms/crop.hpp"
 #include "../transforms/flip.hpp"
 #include "../transforms/intensity.hpp"
@@ -43,9 +48,10 @@ class TransformChain {
   std::vector<std::pair<std::string, Step>> steps_;
 };
 
-/// The chain of a JSON list. `where` names the list in errors ("config lung.json:
-/// train_dataset.transforms"). Known types and their keys (MedicalSeg's names; "prob" and "p"
-/// are both accepted for a probability):
+/// The chain of a JSON list, read with JsonReader: errors name `where` (the file) and the
+/// entry's path below `path` ("config lung.json: train_dataset.transforms[1].prob: expected
+/// ..."). Known types and their keys (MedicalSeg's names; "prob" and "p" are both accepted for
+/// a probability):
 ///   RandomResizedCrop3D {size, scale, ratio}   RandomRotation3D {degrees, rotate_planes, p}
 ///   RandomFlip3D {p, flip_axis}                RandomCrop / CenterCrop {size}
 ///   GaussianNoise {p, sigma}   GaussianBlur {p, sigma, p_per_channel}
@@ -55,7 +61,13 @@ class TransformChain {
 ///   SpatialTransform {patch_size, p_rotation, angle_degrees, p_scale, scale, p_elastic,
 ///                     elastic_alpha, elastic_sigma}
 template <class L = std::uint8_t>
-TransformChain<L> make_transforms(const nlohmann::json& list, const std::string& where);
+TransformChain<L> make_transforms(const nlohmann::json& list, const JsonReader::WhereOf& where,
+                                  const std::string& path);
+template <class L = std::uint8_t>
+TransformChain<L> make_transforms(const nlohmann::json& list, const std::string& where,
+                                  const std::string& path = "transforms") {
+  return make_transforms<L>(list, JsonReader::WhereOf([where](const std::string&) { return where; }), path);
+}
 /// The chain of config[dataset_key]["transforms"] (empty when absent).
 template <class L = std::uint8_t>
 TransformChain<L> make_transforms(const Config& config, const std::string& dataset_key);
@@ -65,90 +77,60 @@ TransformChain<L> make_transforms(const Config& config, const std::string& datas
 
 namespace detail {
 
-/// Reads one transform's parameters, naming the list index and key in errors.
+/// One transform's parameters through JsonReader, with readers for the kinds of value the
+/// transforms take.
 class TransformArgs {
  public:
-  TransformArgs(const nlohmann::json& j, std::string where) : j_(j), where_(std::move(where)) {}
+  explicit TransformArgs(JsonReader r) : r_(std::move(r)) { r_.accept({"type"}); }
 
-  void only(const std::vector<std::string>& keys) const {
-    for (const auto& [k, v] : j_.items()) {
-      if (k == "type" || std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
-      const std::string near = nearest_name(k, keys);
-      fail(k, "a key of " + j_["type"].get<std::string>() + " (" + Checker::list(keys) + ")", "\"" + k + "\"",
-           near.empty() ? "" : "did you mean \"" + near + "\"?");
-    }
+  /// The transform's keys besides "type": any other is rejected (with the nearest name).
+  void only(std::initializer_list<std::string_view> keys) {
+    r_.accept(keys);
+    r_.finish();
   }
-  float number(const char* key, float fallback) const {
-    if (!j_.contains(key)) return fallback;
-    if (!j_[key].is_number()) fail(key, "a number", j_[key].dump());
-    return j_[key].get<float>();
+  float number(const char* key, float fallback) { return r_.opt<float>(key).value_or(fallback); }
+  float probability(float fallback) {
+    return r_.opt<float>(r_.has("prob") ? "prob" : "p", {.min = 0, .max = 1}).value_or(fallback);
   }
-  float probability(float fallback) const {
-    const char* key = j_.contains("prob") ? "prob" : "p";
-    const float p = number(key, fallback);
-    if (!(p >= 0.0f && p <= 1.0f)) fail(key, "a probability in [0, 1]", j_[key].dump());
-    return p;
+  bool boolean(const char* key, bool fallback) { return r_.opt<bool>(key).value_or(fallback); }
+  transforms::Range range(const char* key, transforms::Range fallback) {
+    const auto v = r_.opt<std::array<float, 2>>(key);
+    if (!v) return fallback;
+    if (!((*v)[0] <= (*v)[1])) r_.fail(key, "[low, high] with low <= high", *r_.find(key));
+    return {(*v)[0], (*v)[1]};
   }
-  bool boolean(const char* key, bool fallback) const {
-    if (!j_.contains(key)) return fallback;
-    if (!j_[key].is_boolean()) fail(key, "true or false", j_[key].dump());
-    return j_[key].get<bool>();
+  /// A size: [d, h, w] or one integer for all three; required when there is no fallback.
+  transforms::Index3 size3(const char* key, std::optional<transforms::Index3> fallback = std::nullopt) {
+    const Bounds positive{.min = 1};
+    return fallback ? r_.opt<transforms::Index3>(key, positive).value_or(*fallback)
+                    : r_.get<transforms::Index3>(key, positive);
   }
-  transforms::Range range(const char* key, transforms::Range fallback) const {
-    if (!j_.contains(key)) return fallback;
-    const auto& v = j_[key];
-    if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number() || v[0].get<float>() > v[1].get<float>())
-      fail(key, "[low, high] with low <= high", v.dump());
-    return {v[0].get<float>(), v[1].get<float>()};
-  }
-  transforms::Index3 size3(const char* key, std::optional<transforms::Index3> fallback = std::nullopt) const {
-    if (!j_.contains(key)) {
-      if (!fallback) fail(key, "a size (an integer or 3)", "missing");
-      return *fallback;
-    }
-    const auto& v = j_[key];
-    if (v.is_number_integer() && v.get<std::int64_t>() > 0) return {v.get<std::int64_t>(), v.get<std::int64_t>(), v.get<std::int64_t>()};
-    if (v.is_array() && v.size() == 3 && std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number_integer() && x.template get<std::int64_t>() >= 0; }))
-      return {v[0].get<std::int64_t>(), v[1].get<std::int64_t>(), v[2].get<std::int64_t>()};
-    fail(key, "a positive integer or 3 of them", v.dump());
-  }
-  std::vector<transforms::Plane> planes(const char* key, std::vector<transforms::Plane> fallback) const {
-    if (!j_.contains(key)) return fallback;
+  std::vector<transforms::Plane> planes(const char* key, std::vector<transforms::Plane> fallback) {
+    const auto v = r_.opt<std::vector<std::array<int, 2>>>(key, {.min = 0, .max = 2});
+    if (!v) return fallback;
     std::vector<transforms::Plane> out;
-    const auto& v = j_[key];
-    if (!v.is_array()) fail(key, "a list of axis pairs ([[0, 1], [1, 2]])", v.dump());
-    for (const auto& p : v) {
-      if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() || !p[1].is_number_integer() ||
-          p[0].get<int>() < 0 || p[0].get<int>() > 2 || p[1].get<int>() < 0 || p[1].get<int>() > 2 || p[0] == p[1])
-        fail(key, "a list of pairs of distinct axes 0-2", v.dump());
-      out.push_back({p[0].get<int>(), p[1].get<int>()});
+    for (const auto& p : *v) {
+      if (p[0] == p[1]) r_.fail(key, "a list of pairs of distinct axes 0-2", *r_.find(key));
+      out.push_back({p[0], p[1]});
     }
     return out;
   }
-  std::array<bool, 3> axes(const char* key) const {
-    if (!j_.contains(key) || j_[key].is_null()) return {true, true, true};
+  /// Axes 0-2, one or a list; all three when absent or null.
+  std::array<bool, 3> axes(const char* key) {
+    const auto* v = r_.find(key);
+    if (!v || v->is_null()) return {true, true, true};
+    const Bounds axis{.min = 0, .max = 2};
+    const auto list = v->is_array() ? r_.get<std::vector<int>>(key, axis) : std::vector<int>{r_.get<int>(key, axis)};
     std::array<bool, 3> out{false, false, false};
-    const auto& v = j_[key];
-    const nlohmann::json list = v.is_array() ? v : nlohmann::json::array({v});
-    for (const auto& a : list) {
-      if (!a.is_number_integer() || a.get<int>() < 0 || a.get<int>() > 2) fail(key, "axes 0-2 (one or a list)", v.dump());
-      out[a.get<std::size_t>()] = true;
-    }
+    for (const int a : list) out[static_cast<std::size_t>(a)] = true;
     return out;
   }
-  std::string text(const char* key, const std::string& fallback) const {
-    if (!j_.contains(key)) return fallback;
-    if (!j_[key].is_string()) fail(key, "a string", j_[key].dump());
-    return j_[key].get<std::string>();
-  }
-  [[noreturn]] void fail(const std::string& key, const std::string& expected, const std::string& actual,
-                         const std::string& detail = "") const {
-    throw Error{ErrorInfo{.where = where_, .field = key, .expected = expected, .actual = actual, .detail = detail}};
+  std::string choice(const char* key, const std::string& fallback, const std::vector<std::string>& names) {
+    return r_.opt_choice(key, names).value_or(fallback);
   }
 
  private:
-  const nlohmann::json& j_;
-  std::string where_;
+  JsonReader r_;
 };
 
 template <class L, class T>
@@ -159,23 +141,20 @@ typename TransformChain<L>::Step step_of(T t) {
 }  // namespace detail
 
 template <class L>
-TransformChain<L> make_transforms(const nlohmann::json& list, const std::string& where) {
-  require(list.is_array(), [&] {
-    return ErrorInfo{.where = where, .expected = "a list of {\"type\": ...} objects", .actual = list.dump()};
-  });
+TransformChain<L> make_transforms(const nlohmann::json& list, const JsonReader::WhereOf& where,
+                                  const std::string& path) {
+  if (!list.is_array())
+    throw Error{ErrorInfo{.where = where(path), .field = path, .expected = "a list of {\"type\": ...} objects",
+                          .actual = json_shown(list)}};
   static const std::vector<std::string> known{
       "RandomResizedCrop3D", "RandomRotation3D", "RandomFlip3D", "RandomCrop",       "CenterCrop",
       "GaussianNoise",       "GaussianBlur",     "MultiplicativeBrightness", "Contrast", "Gamma",
       "RandomScale",         "Normalize",        "SpatialTransform"};
   TransformChain<L> chain;
   for (std::size_t i = 0; i < list.size(); ++i) {
-    const auto& j = list[i];
-    const std::string at = where + "." + std::to_string(i);
-    require(j.is_object() && j.contains("type") && j["type"].is_string(), [&] {
-      return ErrorInfo{.where = at, .field = "type", .expected = "an object with a \"type\"", .actual = j.dump()};
-    });
-    const auto type = j["type"].get<std::string>();
-    const detail::TransformArgs a(j, at);
+    JsonReader r(list[i], where, path + "[" + std::to_string(i) + "]");
+    const std::string type = r.get_choice("type", known);
+    detail::TransformArgs a(std::move(r));
     using namespace transforms;
     if (type == "RandomResizedCrop3D") {
       a.only({"size", "scale", "ratio"});
@@ -230,8 +209,7 @@ TransformChain<L> make_transforms(const nlohmann::json& list, const std::string&
       chain.add(type, detail::step_of<L>(t));
     } else if (type == "Normalize") {
       a.only({"mode"});
-      const auto mode = a.text("mode", "zscore");
-      if (mode != "zscore" && mode != "divide_by_max") a.fail("mode", "\"zscore\" or \"divide_by_max\"", "\"" + mode + "\"");
+      const auto mode = a.choice("mode", "zscore", {"zscore", "divide_by_max"});
       chain.add(type, detail::step_of<L>(Normalize{mode == "zscore" ? Normalize::Mode::zscore : Normalize::Mode::divide_by_max}));
     } else if (type == "SpatialTransform") {
       a.only({"patch_size", "p_rotation", "angle_degrees", "p_scale", "scale", "p_elastic", "elastic_alpha", "elastic_sigma"});
@@ -246,10 +224,6 @@ TransformChain<L> make_transforms(const nlohmann::json& list, const std::string&
       t.elastic_alpha = a.range("elastic_alpha", t.elastic_alpha);
       t.elastic_sigma = a.range("elastic_sigma", t.elastic_sigma);
       chain.add(type, detail::step_of<L>(t));
-    } else {
-      const std::string near = nearest_name(type, known);
-      throw Error{ErrorInfo{.where = at, .field = "type", .expected = "a known transform (" + detail::Checker::list(known) + ")",
-                            .actual = "\"" + type + "\"", .detail = near.empty() ? "" : "did you mean \"" + near + "\"?"}};
     }
   }
   return chain;
@@ -259,8 +233,9 @@ template <class L>
 TransformChain<L> make_transforms(const Config& config, const std::string& dataset_key) {
   const auto& j = config.json;
   if (!j.contains(dataset_key) || !j[dataset_key].contains("transforms")) return {};
-  const std::string key = dataset_key + ".transforms";
-  return make_transforms<L>(j[dataset_key]["transforms"], "config " + config.source_of(key) + ": " + key);
+  return make_transforms<L>(j[dataset_key]["transforms"],
+                            [&config](const std::string& field) { return "config " + config.source_of(field); },
+                            dataset_key + ".transforms");
 }
 
 }  // namespace medseg::train
