@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/word_type.cuh"
@@ -251,31 +250,25 @@ struct DeviceTables {
   }
 };
 
-/// y[p] = x at the nearest-exact source of output voxel p; `source` holds the three axes'
-/// source indices one after another (d, then h, then w entries).
+/// y[p] = x at the nearest-exact source of output voxel p, each index computed as the CPU does.
 template <class E>
-__global__ void nearest_exact_kernel(const E* x, E* y, const std::int64_t* source, std::int64_t total,
-                                     std::int64_t in_d, std::int64_t in_h, std::int64_t in_w, std::int64_t d,
-                                     std::int64_t h, std::int64_t w) {
+__global__ void nearest_exact_kernel(const E* x, E* y, std::int64_t total, std::int64_t in_d, std::int64_t in_h,
+                                     std::int64_t in_w, std::int64_t d, std::int64_t h, std::int64_t w) {
   for (std::int64_t p = first_index(); p < total; p += grid_stride()) {
     const std::int64_t ow = p % w, oh = (p / w) % h, od = (p / (w * h)) % d, nc = p / (w * h * d);
-    y[p] = x[((nc * in_d + source[od]) * in_h + source[d + oh]) * in_w + source[d + h + ow]];
+    y[p] = x[((nc * in_d + nearest_exact_source(od, in_d, d)) * in_h + nearest_exact_source(oh, in_h, h)) * in_w +
+             nearest_exact_source(ow, in_w, w)];
   }
 }
 
 }  // namespace
 
 void resize_nearest_exact_bytes(const void* x, void* y, std::size_t element_bytes, const Shape& in, const Shape& out) {
-  std::vector<std::int64_t> source;
-  for (int a = 2; a < 5; ++a)
-    for (std::int64_t i = 0; i < out[a]; ++i) source.push_back(nearest_exact_source(i, in[a], out[a]));
-  auto table = Tensor<std::int64_t, Cuda>::empty({static_cast<std::int64_t>(source.size())});
-  table.copy_from(Tensor<std::int64_t, Cpu>::wrap(source.data(), {static_cast<std::int64_t>(source.size())}));
   const std::int64_t total = out[0] * out[1] * out[2] * out[3] * out[4];
   with_word_type(element_bytes, "ops::resize_nearest_exact", [&](auto tag) {
     using E = decltype(tag);
     nearest_exact_kernel<E><<<grid_for(total), block_threads, 0, cuda::current_stream()>>>(
-        static_cast<const E*>(x), static_cast<E*>(y), table.data(), total, in[2], in[3], in[4], out[2], out[3], out[4]);
+        static_cast<const E*>(x), static_cast<E*>(y), total, in[2], in[3], in[4], out[2], out[3], out[4]);
   });
   check_launch("nearest_exact_kernel");
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../../core/host_device.hpp"
 #include "elementwise.hpp"
 
 namespace medseg::ops {
@@ -29,9 +30,11 @@ void trilinear_forward(const TrilinearShape& s, const Tensor<float, Cpu>& x, con
 void trilinear_backward(const TrilinearShape& s, const Tensor<float, Cpu>& dy, const Tensor<float, Cpu>& dx);
 
 /// PyTorch's "nearest-exact" source index of output voxel i on an axis resized from `in` to
-/// `out` voxels: floor((i + 0.5) * in / out), at most in - 1. Every backend's tables use it.
-inline std::int64_t nearest_exact_source(std::int64_t i, std::int64_t in, std::int64_t out) {
-  return std::min(in - 1, static_cast<std::int64_t>((static_cast<double>(i) + 0.5) * in / out));
+/// `out` voxels: floor((i + 0.5) * in / out), at most in - 1. The CPU loops and the GPU
+/// kernel both call it (host-device: no index table to upload).
+MEDSEG_HOST_DEVICE std::int64_t nearest_exact_source(std::int64_t i, std::int64_t in, std::int64_t out) {
+  const auto s = static_cast<std::int64_t>((static_cast<double>(i) + 0.5) * static_cast<double>(in) / static_cast<double>(out));
+  return s < in - 1 ? s : in - 1;
 }
 
 /// y [N, C, d, h, w] = x [N, C, D, H, W] read at each output voxel's nearest_exact_source:
