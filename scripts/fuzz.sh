@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-15}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(nifti npy metaimage gzip dicom)
+((${#targets[@]})) || targets=(nifti npy metaimage gzip dicom nnunet_json)
 out=build/fuzz
 mkdir -p "$out"
 cxx=$(command -v clang++ || command -v clang++-14)

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 out = sys.argv[1]
-for t in ("nifti", "npy", "metaimage", "gzip", "dicom"):
+for t in ("nifti", "npy", "metaimage", "gzip", "dicom", "nnunet_json"):
     os.makedirs(os.path.join(out, t), exist_ok=True)
 rng = np.random.default_rng(0)
 try:
@@ -52,3 +52,12 @@ try:  # DICOM seeds: pydicom's small test files in each uncompressed transfer sy
             shutil.copy(os.path.join(root, name), os.path.join(out, "dicom", name))
 except ImportError:
     pass
+# nnU-Net JSON seeds: plans nnU-Net's planner wrote, one fingerprint, one dataset.json.
+import json
+here = os.path.dirname(os.path.abspath(__file__))
+written = json.load(open(os.path.join(here, "..", "data", "nnunet", "planner_expected_by_nnunet.json")))
+cases = json.load(open(os.path.join(here, "..", "data", "nnunet", "planner_cases.json")))
+for name in ("ct_liver_cascade", "prostate_coarse_last_axis", "two_d_only"):
+    open(os.path.join(out, "nnunet_json", name + "_plans.json"), "w").write(json.dumps(written[name]))
+open(os.path.join(out, "nnunet_json", "fingerprint.json"), "w").write(json.dumps(cases["tiny_few_cases"]["fingerprint"]))
+open(os.path.join(out, "nnunet_json", "dataset.json"), "w").write(json.dumps(cases["brats_multichannel_regions"]["dataset_json"]))

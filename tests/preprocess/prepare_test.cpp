@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -331,4 +332,54 @@ TEST_CASE("prepare_dataset with its own per-case function: called once per case 
   CHECK(called == std::vector<std::string>{"a_002"});
   CHECK(second.count(CaseReport::Status::skipped) == 2);
   fs::remove_all(root);
+}
+
+TEST_CASE("image ops for nnU-Net's plans: one channel normalised at a time, and the separate-z resampling of images") {
+  // [2, 4, 6, 6]: channel 0 a ramp, channel 1 ten times it plus 50.
+  CaseData data;
+  data.image = {Tensor<float>::empty({2, 4, 6, 6}), {}};
+  data.image.geometry.spacing = {1.0, 1.0, 5.0};  // (x, y, z): z five times coarser
+  for (std::int64_t i = 0; i < 144; ++i) {
+    data.image.voxels.data()[i] = static_cast<float>(i % 144 + 1);
+    data.image.voxels.data()[144 + i] = 10.0f * static_cast<float>(i + 1) + 50.0f;
+  }
+  const auto steps = parse_steps(nlohmann::json::parse(R"([{"op": "zscore", "channel": 1},
+                                                           {"op": "ct_normalize", "mean": 10, "std": 2, "lower": 0, "upper": 100, "channel": 0}])"),
+                                 "test");
+  CaseData one = data;
+  one.image.voxels = data.image.voxels.clone();
+  apply_steps(one, steps, {}, "test");
+  // Channel 1 z-scored on its own, channel 0 through the CT statistics: (clip(v, 0, 100) - 10) / 2.
+  double sum = 0, sq = 0;
+  for (std::int64_t i = 0; i < 144; ++i) sum += one.image.voxels.data()[144 + i];
+  for (std::int64_t i = 0; i < 144; ++i) sq += std::pow(one.image.voxels.data()[144 + i] - sum / 144, 2);
+  CHECK(sum / 144 == Approx(0).margin(1e-5));
+  CHECK(std::sqrt(sq / 144) == Approx(1).epsilon(1e-3));
+  CHECK(one.image.voxels.at(0, 0, 0, 0) == Approx((1.0f - 10.0f) / 2.0f));
+  CHECK(one.image.voxels.at(0, 3, 5, 5) == Approx((100.0f - 10.0f) / 2.0f));  // 144 clipped to 100
+  CHECK_THROWS_WITH(apply_steps(one, parse_steps(nlohmann::json::parse(R"([{"op": "zscore", "channel": 2}])"), "t"), {}, "case"),
+                    Catch::Contains("channel") && Catch::Contains("[2,4,6,6]"));
+
+  // Resampled to 2.5 mm along z: with separate_z the coarse axis takes nearest neighbours
+  // (nnU-Net's order_z 0), so every output slice is an input slice; without, cubic mixes them.
+  auto resampled = [&](bool separate) {
+    CaseData c = data;
+    c.image.voxels = data.image.voxels.clone();
+    nlohmann::json op = {{"op", "resample"}, {"spacing", {1.0, 1.0, 2.5}}, {"order", 3}, {"separate_z", separate}};
+    apply_steps(c, parse_steps(nlohmann::json::array({op}), "test"), {}, "test");
+    return c.image.voxels;
+  };
+  const Tensor<float> sep = resampled(true), mixed = resampled(false);
+  REQUIRE(sep.shape() == Shape{2, 8, 6, 6});
+  bool every_slice_is_an_input_slice = true, mixed_has_new_values = false;
+  for (std::int64_t z = 0; z < 8; ++z) {
+    bool found = false;
+    for (std::int64_t s = 0; s < 4; ++s) found = found || std::abs(sep.at(0, z, 2, 3) - data.image.voxels.at(0, s, 2, 3)) < 1e-4f;
+    every_slice_is_an_input_slice = every_slice_is_an_input_slice && found;
+    bool input = false;
+    for (std::int64_t s = 0; s < 4; ++s) input = input || std::abs(mixed.at(0, z, 2, 3) - data.image.voxels.at(0, s, 2, 3)) < 1e-4f;
+    mixed_has_new_values = mixed_has_new_values || !input;
+  }
+  CHECK(every_slice_is_an_input_slice);
+  CHECK(mixed_has_new_values);
 }

@@ -28,7 +28,12 @@ namespace {
 
 /// A phantom: a bright ellipsoid (class 1) and a dark box (class 2) at random places in
 /// noise, 48x40x20 voxels of 0.8 x 0.8 x 1.6 mm, the x axis flipped (a non-identity direction).
-void write_phantom(const fs::path& root, int index) {
+struct Phantom {
+  io::Image<std::int16_t> image;
+  io::Image<std::uint8_t> label;
+};
+
+Phantom make_phantom(int index) {
   const std::int64_t nx = 48, ny = 40, nz = 20;
   RandomStream rng(1234, static_cast<std::uint64_t>(index));
   auto image = Tensor<std::int16_t>::empty({nz, ny, nx});
@@ -53,9 +58,32 @@ void write_phantom(const fs::path& root, int index) {
   g.spacing = {0.8, 0.8, 1.6};
   g.origin = {20.0 + index, -10.0, 5.0};
   g.direction = {-1, 0, 0, 0, 1, 0, 0, 0, 1};
+  return {{image, g}, {label, g}};
+}
+
+void write_phantom(const fs::path& root, int index) {
+  const auto p = make_phantom(index);
   const std::string name = "phantom_" + std::to_string(index) + ".nii.gz";
-  io::write_image(io::AnyImage{io::Image<std::int16_t>{image, g}}, root / "raw/images" / name);
-  io::write_image(io::AnyImage{io::Image<std::uint8_t>{label, g}}, root / "raw/labels" / name);
+  io::write_image(io::AnyImage{p.image}, root / "raw/images" / name);
+  io::write_image(io::AnyImage{p.label}, root / "raw/labels" / name);
+}
+
+/// The phantoms as an nnU-Net v2 raw dataset: 8 training and 2 test cases, two channels
+/// (the MRI-like image, and a CT-like copy: nnU-Net normalises each by its own scheme).
+fs::path write_nnunet_phantoms(const fs::path& root) {
+  const fs::path d = root / "Dataset042_Phantom";
+  for (int i = 0; i < 10; ++i) {
+    auto p = make_phantom(i);
+    const std::string split = i < 8 ? "Tr" : "Ts", name = "phantom_" + std::to_string(i);
+    io::write_image(io::AnyImage{p.image}, d / ("images" + split) / (name + "_0000.nii.gz"));
+    for (std::int64_t v = 0; v < p.image.voxels.numel(); ++v)
+      p.image.voxels.data()[v] = static_cast<std::int16_t>(2 * p.image.voxels.data()[v] - 300);
+    io::write_image(io::AnyImage{p.image}, d / ("images" + split) / (name + "_0001.nii.gz"));
+    io::write_image(io::AnyImage{p.label}, d / ("labels" + split) / (name + ".nii.gz"));
+  }
+  std::ofstream(d / "dataset.json") << R"({"channel_names": {"0": "MRI", "1": "CT"},
+    "labels": {"background": 0, "ellipsoid": 1, "box": 2}, "numTraining": 8, "file_ending": ".nii.gz"})";
+  return d;
 }
 
 void write_json(const fs::path& file, const nlohmann::json& j) { std::ofstream(file) << j.dump(2); }
@@ -183,5 +211,128 @@ TEST_CASE("workflow: prepare train val export infer on a phantom dataset") {
   const auto bad = run_medseg("train --config " + (root / "bad.json").string());
   CHECK(bad.code != 0);
   CHECK_THAT(bad.out, Catch::Contains("bad.json") && Catch::Contains("iterz") && Catch::Contains("iters"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("workflow: nnU-Net automated, from a raw dataset to cross-validation, find_best, ensembles and predictions") {
+  const fs::path root = fs::temp_directory_path() / ("medseg_nnunet_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  for (const char* sub : {"Dataset042_Phantom/imagesTr", "Dataset042_Phantom/labelsTr", "Dataset042_Phantom/imagesTs",
+                          "Dataset042_Phantom/labelsTs"})
+    fs::create_directories(root / sub);
+  const fs::path raw = write_nnunet_phantoms(root);
+  const std::string dirs = raw.string() + " --preprocessed " + (root / "pre").string() + " --results " + (root / "res").string();
+  const fs::path pre = root / "pre", res = root / "res";
+
+  for (const char* step : {"verify", "plan", "preprocess", "train", "predict", "evaluate", "find_best", "run"}) {
+    const auto help = run_medseg(std::string("nnunet ") + step + " --help");
+    CHECK(help.code == 0);
+    CHECK_THAT(help.out, Catch::Contains("find_best DATASET_DIR"));
+  }
+  const auto verify = run_medseg("nnunet verify " + raw.string());
+  INFO(verify.out);
+  REQUIRE(verify.code == 0);
+
+  // Plans: from the folder, and from its fingerprint alone: the same.
+  const auto plan = run_medseg("nnunet plan --quiet " + raw.string() + " -o " + pre.string());
+  INFO(plan.out);
+  REQUIRE(plan.code == 0);
+  const auto replan = run_medseg("nnunet plan --fingerprint " + (pre / "dataset_fingerprint.json").string() + " --dataset-json " +
+                                 (raw / "dataset.json").string() + " --dataset-name Dataset042_Phantom -o " + (root / "again.json").string());
+  INFO(replan.out);
+  REQUIRE(replan.code == 0);
+  auto plans = nlohmann::json::parse(std::ifstream(pre / "nnUNetPlans.json"));
+  CHECK(plans == nlohmann::json::parse(std::ifstream(root / "again.json")));
+  CHECK(plans["configurations"]["3d_fullres"]["normalization_schemes"] == nlohmann::json{"ZScoreNormalization", "CTNormalization"});
+  // Patches smaller than the plans' (the whole 20x40x48 case) keep the test short, and a
+  // second configuration, as nnU-Net users add one: 3d_fullres with a yet smaller patch.
+  CHECK(plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["strides"][1] == nlohmann::json{1, 2, 2});
+  plans["configurations"]["3d_fullres"]["patch_size"] = {12, 24, 24};
+  plans["configurations"]["3d_small"] = {{"inherits_from", "3d_fullres"}, {"patch_size", {8, 16, 16}}, {"batch_size", 3}};
+  std::ofstream(pre / "nnUNetPlans.json") << plans.dump(2);
+
+  // Preprocessing resumes: a case without its meta is the only one redone.
+  auto pp = run_medseg("nnunet preprocess --quiet " + dirs);
+  INFO(pp.out);
+  REQUIRE(pp.code == 0);
+  const auto data = pre / plans["configurations"]["3d_fullres"]["data_identifier"].get<std::string>();
+  fs::remove(data / "meta/phantom_3.json");
+  pp = run_medseg("nnunet preprocess --quiet -c 3d_fullres -c 3d_small " + dirs);
+  INFO(pp.out);
+  REQUIRE(pp.code == 0);
+  CHECK_THAT(pp.out, Catch::Contains("1 cases preprocessed, 7 already done") && Catch::Contains("0 cases preprocessed, 8 already done"));
+
+  // Five folds of each configuration, briefly; a resumed fold picks up its schedule.
+  for (const char* config : {"3d_fullres", "3d_small"})
+    for (int fold = 0; fold < 5; ++fold) {
+      const auto tr = run_medseg(std::string("nnunet train --quiet --threads 2 ") + dirs + " " + config + " " +
+                                 std::to_string(fold) + " --iters 16");
+      INFO(tr.out);
+      REQUIRE(tr.code == 0);
+    }
+  const fs::path fullres = res / "nnUNetTrainer__nnUNetPlans__3d_fullres";
+  for (const char* f : {"checkpoint_final/deploy.json", "checkpoint_best/model.safetensors", "validation/summary.json",
+                        "validation/summary.csv", "training/schedule.json"})
+    CHECK(fs::exists(fullres / "fold_0" / f));
+  const auto resumed = run_medseg("nnunet train " + dirs + " 3d_fullres 0 --iters 16 --resume");
+  INFO(resumed.out);
+  CHECK(resumed.code == 0);
+  CHECK_THAT(resumed.out, Catch::Contains("resumed at iteration 16 of 16"));
+
+  // evaluate agrees with the validation the trainer scored (the same cases, the same maps).
+  const auto ev = run_medseg("nnunet evaluate " + (fullres / "fold_0/validation").string() + " " + (raw / "labelsTr").string() +
+                             " --dataset-json " + (raw / "dataset.json").string() + " -o " + (root / "fold0").string());
+  INFO(ev.out);
+  REQUIRE(ev.code == 0);
+  const auto trainer_view = nlohmann::json::parse(std::ifstream(fullres / "fold_0/validation/summary.json"));
+  const auto evaluate_view = nlohmann::json::parse(std::ifstream(root / "fold0.json"));
+  CHECK(evaluate_view.at("mean").at("mean_dice") == trainer_view.at("mean").at("mean_dice"));
+  CHECK(evaluate_view.at("cases").size() == trainer_view.at("cases").size());
+
+  // find_best: both configurations and their ensemble scored on the cross-validation.
+  const auto best = run_medseg("nnunet find_best " + dirs);
+  INFO(best.out);
+  REQUIRE(best.code == 0);
+  const auto info = nlohmann::json::parse(std::ifstream(res / "inference_information.json"));
+  CHECK(info.at("cross_validation_mean_foreground_dice").size() == 3);
+  CHECK(info.at("cross_validation_mean_foreground_dice").contains("3d_fullres+3d_small"));
+  CHECK(info.at("mean_dice_postprocessed").get<double>() >= info.at("best").at("mean_dice").get<double>());
+  INFO(info.dump(1));
+  CHECK(info.at("best").at("mean_dice").get<double>() > 0.5);  // learnt: a constant guess scores 0
+
+  // predict: the ensemble of both configurations (two folds each, without test-time
+  // mirroring to keep the test short), on the test images' own grid.
+  const auto pr = run_medseg("nnunet predict --quiet -i " + (raw / "imagesTs").string() + " -o " + (root / "pred").string() +
+                             " -m " + fullres.string() + " -m " + (res / "nnUNetTrainer__nnUNetPlans__3d_small").string() +
+                             " -f 0 -f 1 --disable-tta --save-probabilities");
+  INFO(pr.out);
+  REQUIRE(pr.code == 0);
+  const auto predicted = io::read_image_as<std::uint8_t>(root / "pred/phantom_8.nii.gz");
+  const auto source = io::read_image_as<std::int16_t>(raw / "imagesTs/phantom_8_0000.nii.gz");
+  CHECK(predicted.voxels.shape() == source.voxels.shape());
+  CHECK(predicted.geometry.direction[0] == Approx(-1.0));
+  CHECK(predicted.geometry.origin[0] == Approx(source.geometry.origin[0]));
+  CHECK(fs::exists(root / "pred/phantom_8.npy"));
+  const auto test = run_medseg("nnunet evaluate " + (root / "pred").string() + " " + (raw / "labelsTs").string() +
+                               " --dataset-json " + (raw / "dataset.json").string());
+  INFO(test.out);
+  CHECK(test.code == 0);
+  CHECK(nlohmann::json::parse(std::ifstream(root / "pred/summary.json")).at("mean").at("mean_dice").get<double>() > 0.5);
+
+  // run: the whole thing on a small budget, in fresh folders.
+  const auto all = run_medseg("nnunet run --threads 2 " + raw.string() + " --preprocessed " + (root / "pre2").string() +
+                              " --results " + (root / "res2").string() + " --minutes 0.3 --quiet");
+  INFO(all.out);
+  REQUIRE(all.code == 0);
+  CHECK_THAT(all.out, Catch::Contains("imagesTs against labelsTs: mean foreground Dice"));
+  CHECK(fs::exists(root / "res2/imagesTs_predictions/phantom_9.nii.gz"));
+
+  // Bad input: every problem at once.
+  fs::remove(raw / "labelsTr/phantom_2.nii.gz");
+  fs::remove(raw / "imagesTr/phantom_5_0001.nii.gz");
+  const auto bad = run_medseg("nnunet plan " + dirs);
+  CHECK(bad.code != 0);
+  CHECK_THAT(bad.out, Catch::Contains("2 problems") && Catch::Contains("label of case phantom_2") &&
+                          Catch::Contains("channel 1 (CT) of case phantom_5"));
   fs::remove_all(root);
 }

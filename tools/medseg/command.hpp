@@ -24,5 +24,6 @@ int val_command(Args args);
 int export_command(Args args);
 int infer_command(Args args);
 int demo_command(Args args);
+int nnunet_command(Args args);
 
 }  // namespace medseg::tool

@@ -33,6 +33,7 @@ const Command commands[] = {
      export_command},
     {"infer", "segment images with an exported model: medseg infer --model DIR --input PATH --output DIR",
      infer_command},
+    {"nnunet", "nnU-Net, automated, from a raw dataset: medseg nnunet run DATASET_DIR --minutes N (and its steps)", nnunet_command},
     {"demo", "train and evaluate a brain-mask VNet on real MRI (Colin27), on the CPU: medseg demo", demo_command},
     {"info", "describe an image as JSON (shape, datatype, geometry, orientation, range): medseg info FILE",
      info_command},

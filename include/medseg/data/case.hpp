@@ -65,7 +65,9 @@ inline LabelMap parse_label_map(const nlohmann::json& labels, const std::string&
     return ErrorInfo{.where = where, .field = "labels", .expected = "an object of label values and names",
                      .actual = labels.dump().substr(0, 80)};
   });
-  for (const auto& [key, value] : labels.items()) {
+  for (const auto& item : labels.items()) {
+    const std::string key = item.key();
+    const nlohmann::json& value = item.value();
     auto add = [&](const nlohmann::json& v, const std::string& label_name) {
       require(v.is_number_integer() && v.get<int>() >= 0 && v.get<int>() <= 255, [&] {
         return ErrorInfo{.where = where, .field = "labels." + key, .expected = "an integer value in 0..255",

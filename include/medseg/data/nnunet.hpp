@@ -81,7 +81,9 @@ inline NnunetRawDataset NnunetRawDataset::open(const std::filesystem::path& root
     found[stem.substr(0, stem.size() - 5)][std::stoi(digits)] = f.path();
   }
   const auto channels = static_cast<int>(d.channel_names_.size());
-  for (auto& [name, files] : found) {
+  for (auto& entry : found) {
+    const std::string& name = entry.first;
+    auto& files = entry.second;
     Entry e{name, {}, {}};
     for (int c = 0; c < channels; ++c) {
       char suffix[16];

@@ -171,8 +171,7 @@ inline void write_deploy(const std::filesystem::path& dir, const DeployConfig& c
   parse_deploy(j, (dir / deploy_file_name).string() + " (being written)");  // the reader must accept it
   std::filesystem::create_directories(dir);
   const std::string text = j.dump(2) + "\n";
-  io::write_file_atomic(dir / deploy_file_name,
-                        {io::ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())});
+  io::write_text_atomic(dir / deploy_file_name, text);
 }
 
 inline SlidingWindowOptions sliding_window_options(const InferenceSettings& s) {

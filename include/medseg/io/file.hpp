@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -31,6 +32,14 @@ Bytes read_file(const std::filesystem::path& path);
 /// Writes the concatenation of `parts` to `path` atomically: into `path`.tmp.<pid> in the
 /// same folder, then renamed over `path`. On failure the temporary file is removed.
 void write_file_atomic(const std::filesystem::path& path, std::initializer_list<ByteSpan> parts);
+/// write_file_atomic for one text.
+inline void write_text_atomic(const std::filesystem::path& path, std::string_view text) {
+  write_file_atomic(path, {ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())});
+}
+/// `to` becomes a copy of `from`, atomically (a reader never sees half a file).
+inline void copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to) {
+  write_file_atomic(to, {read_file(from)});
+}
 
 /// The file name in lower case with every extension, ".nii.gz" for "Scan.NII.GZ".
 std::string lower_extensions(const std::filesystem::path& path);

@@ -138,7 +138,9 @@ inline File File::read(const std::filesystem::path& path) {
     return ErrorInfo{.where = where, .field = "header", .expected = "a JSON object", .actual = j.type_name()};
   });
   const std::uint64_t data_size = size - 8 - header_len;
-  for (const auto& [name, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string name = item.key();
+    const nlohmann::json& v = item.value();
     if (name == "__metadata__") {
       for (const auto& [k, mv] : v.items()) f.metadata_[k] = mv.is_string() ? mv.get<std::string>() : mv.dump();
       continue;

@@ -53,6 +53,10 @@ CaseFingerprint fingerprint_case(const io::Image<T>& image, const io::Image<L>* 
 /// The dataset's fingerprint from its cases' (medians are numpy's, lower/upper averaged).
 DatasetFingerprint summarize_fingerprints(const std::vector<CaseFingerprint>& cases);
 
+/// nnU-Net's statistics of foreground samples (population std; percentiles numpy's linear).
+/// Reorders `samples`; all zero when there are none.
+IntensityProperties intensity_properties(std::vector<float>& samples);
+
 // ----------------------------------------------------------------------------------------
 // Implementation
 
@@ -121,21 +125,26 @@ inline DatasetFingerprint summarize_fingerprints(const std::vector<CaseFingerpri
     d.median_shape[a] = static_cast<std::int64_t>(std::llround(detail::median_of(e)));
   }
   d.median_relative_size_after_cropping = detail::median_of(relative);
-  if (!all.empty()) {
-    double sum = 0;
-    for (float x : all) sum += x;
-    d.foreground.mean = sum / static_cast<double>(all.size());
-    double sq = 0;
-    for (float x : all) sq += (x - d.foreground.mean) * (x - d.foreground.mean);
-    d.foreground.std = std::sqrt(sq / static_cast<double>(all.size()));
-    const auto [lo, hi] = std::minmax_element(all.begin(), all.end());
-    d.foreground.min = *lo;
-    d.foreground.max = *hi;
-    d.foreground.percentile_00_5 = percentile(all, 0.5);
-    d.foreground.percentile_99_5 = percentile(all, 99.5);
-    d.foreground.median = percentile(all, 50);
-  }
+  d.foreground = intensity_properties(all);
   return d;
+}
+
+inline IntensityProperties intensity_properties(std::vector<float>& samples) {
+  IntensityProperties p;
+  if (samples.empty()) return p;
+  double sum = 0;
+  for (float x : samples) sum += x;
+  p.mean = sum / static_cast<double>(samples.size());
+  double sq = 0;
+  for (float x : samples) sq += (x - p.mean) * (x - p.mean);
+  p.std = std::sqrt(sq / static_cast<double>(samples.size()));
+  const auto [lo, hi] = std::minmax_element(samples.begin(), samples.end());
+  p.min = *lo;
+  p.max = *hi;
+  p.percentile_00_5 = percentile(samples, 0.5);
+  p.percentile_99_5 = percentile(samples, 99.5);
+  p.median = percentile(samples, 50);
+  return p;
 }
 
 inline nlohmann::json DatasetFingerprint::to_json() const {

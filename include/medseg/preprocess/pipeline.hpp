@@ -30,10 +30,12 @@ namespace medseg::preprocess {
 struct WindowStep { HuWindow window; };                                    // "hu_window": lo, hi, scale_255
 struct NormalizeStep { std::optional<float> lo{}, hi{}; };                     // "normalize": min, max (MedicalSeg)
 struct ClipMinMaxStep { float lo = 0, hi = 1; };                           // "clip_minmax": lo, hi
-struct ZScoreStep { bool nonzero = false; std::optional<Moments> stats{}; }; // "zscore": nonzero, mean + std
+/// "zscore": nonzero, mean + std; "channel": only that channel of a [C,D,H,W] image (nnU-Net
+/// normalises each channel by its own scheme), else all voxels together.
+struct ZScoreStep { bool nonzero = false; std::optional<Moments> stats{}; std::optional<std::int64_t> channel{}; };
 /// "ct_normalize": mean, std, lower, upper; without them, the dataset fingerprint's
 /// foreground statistics (prepare computes the fingerprint first, as nnU-Net plans).
-struct CtNormalizeStep { CtStats stats{}; bool from_dataset = false; };
+struct CtNormalizeStep { CtStats stats{}; bool from_dataset = false; std::optional<std::int64_t> channel{}; };  // "channel" as zscore
 /// "resample": shape [D,H,W] or spacing [x,y,z], order, grid ("corners" | "extent").
 /// Neither shape nor spacing, in the label's list: the image's final shape.
 struct ResampleStep {
@@ -41,6 +43,9 @@ struct ResampleStep {
   std::optional<io::Vec3> spacing{};
   int order = 1;
   std::optional<GridMode> grid{};  // default: corners for a shape (zoom), extent for a spacing
+  /// "separate_z": nnU-Net's rule for images too (labels always follow it): when the old or
+  /// new spacing is anisotropic (ratio > 3), the coarse axis is resampled with order 0.
+  bool separate_z = false;
 };
 struct CropNonzeroStep {};  // "crop_nonzero": the image's nonzero box; the label reuses it
 struct PadStep { Extent3 to{}; PadMode mode = PadMode::constant; float value = 0; };  // "pad": to, mode, value
@@ -125,13 +130,15 @@ inline Step parse_step(const nlohmann::json& j, const std::string& where) {
   if (op == "normalize") return NormalizeStep{r.opt<float>("min"), r.opt<float>("max")};
   if (op == "clip_minmax") return ClipMinMaxStep{r.get<float>("lo"), r.get<float>("hi")};
   if (op == "zscore") {
-    ZScoreStep z{r.opt<bool>("nonzero").value_or(false), std::nullopt};
+    ZScoreStep z{r.opt<bool>("nonzero").value_or(false), std::nullopt, r.opt<std::int64_t>("channel", {.min = 0})};
     if (r.has("mean")) z.stats = Moments{r.get<double>("mean"), r.get<double>("std"), 0};
     return z;
   }
   if (op == "ct_normalize") {
-    if (!r.has("mean")) return CtNormalizeStep{{}, true};
-    return CtNormalizeStep{{r.get<double>("mean"), r.get<double>("std"), r.get<double>("lower"), r.get<double>("upper")}, false};
+    const auto channel = r.opt<std::int64_t>("channel", {.min = 0});
+    if (!r.has("mean")) return CtNormalizeStep{{}, true, channel};
+    return CtNormalizeStep{{r.get<double>("mean"), r.get<double>("std"), r.get<double>("lower"), r.get<double>("upper")}, false,
+                           channel};
   }
   if (op == "resample") {
     ResampleStep step;
@@ -141,6 +148,7 @@ inline Step parse_step(const nlohmann::json& j, const std::string& where) {
     step.order = r.opt<int>("order").value_or(1);
     if (step.order != 0 && step.order != 1 && step.order != 3) r.fail("order", "0, 1 or 3", *r.find("order"));
     step.grid = r.opt("grid", detail::grid_names);
+    step.separate_z = r.opt<bool>("separate_z").value_or(false);
     return step;
   }
   if (op == "crop_nonzero") return CropNonzeroStep{};
@@ -196,6 +204,21 @@ void through_host(io::Image<T>& im, F&& op) {
   im = op(std::move(im));
 }
 
+/// x = op(x), or only its channel `channel` of a [C,D,H,W] x.
+template <class T, class B, class Op>
+void on_channel(Tensor<T, B>& x, std::optional<std::int64_t> channel, const std::string& where, Op&& op) {
+  if (!channel) {
+    x = op(x);
+    return;
+  }
+  require(x.rank() == 4 && *channel < x.size(0), [&] {
+    return ErrorInfo{.where = where, .field = "channel", .expected = "a channel of the [C,D,H,W] image " + x.shape().to_string(),
+                     .actual = std::to_string(*channel)};
+  });
+  auto part = x.slice(0, *channel, *channel + 1);
+  part.copy_from(op(part.contiguous()));
+}
+
 /// One image step on a case, host or device (BasicCaseData).
 template <class Case>
 void image_step(Case& c, const Step& step, const std::string& where) {
@@ -210,13 +233,13 @@ void image_step(Case& c, const Step& step, const std::string& where) {
         } else if constexpr (std::is_same_v<S, ClipMinMaxStep>) {
           im.voxels = clip_minmax(im.voxels, s.lo, s.hi);
         } else if constexpr (std::is_same_v<S, ZScoreStep>) {
-          im.voxels = s.stats ? zscore(im.voxels, *s.stats) : zscore(im.voxels, s.nonzero);
+          on_channel(im.voxels, s.channel, where, [&](const auto& x) { return s.stats ? zscore(x, *s.stats) : zscore(x, s.nonzero); });
         } else if constexpr (std::is_same_v<S, CtNormalizeStep>) {
           require(!s.from_dataset || c.dataset_ct.has_value(), [&] {
             return ErrorInfo{.where = where, .field = "ct_normalize", .expected = "mean, std, lower and upper, or a dataset fingerprint",
                              .actual = "neither", .detail = "medseg prepare computes the fingerprint itself"};
           });
-          im.voxels = ct_normalize(im.voxels, s.from_dataset ? *c.dataset_ct : s.stats);
+          on_channel(im.voxels, s.channel, where, [&](const auto& x) { return ct_normalize(x, s.from_dataset ? *c.dataset_ct : s.stats); });
         } else if constexpr (std::is_same_v<S, ResampleStep>) {
           require(s.shape || s.spacing, [&] {
             return ErrorInfo{.where = where, .field = "resample", .expected = "a shape or a spacing for the image",
@@ -224,9 +247,13 @@ void image_step(Case& c, const Step& step, const std::string& where) {
           });
           c.image_grid = s.grid.value_or(s.shape ? GridMode::corners : GridMode::extent);
           // resample_to_shape, or resample_to_spacing (the shape shape_for_spacing gives).
-          const Extent3 target =
-              s.shape ? *s.shape : shape_for_spacing(im.geometry, spatial_of(im.voxels.shape()), *s.spacing);
-          resample_image(im, target, {.order = s.order, .grid = *c.image_grid});
+          const Extent3 in = spatial_of(im.voxels.shape());
+          const Extent3 target = s.shape ? *s.shape : shape_for_spacing(im.geometry, in, *s.spacing);
+          const int axis = s.separate_z ? separate_axis(im.geometry.spacing, resized_geometry(im.geometry, in, target, *c.image_grid).spacing, 3.0)
+                                        : -1;
+          resample_image(im, target, {.order = s.order, .grid = *c.image_grid,
+                                      .boundary = *c.image_grid == GridMode::extent && s.separate_z ? Boundary::nearest : Boundary::mirror,
+                                      .separate_axis = axis, .separate_order = 0});
         } else if constexpr (std::is_same_v<S, CropNonzeroStep>) {
           c.crop_source = spatial_of(im.voxels.shape());
           c.crop_box = nonzero_box(im.voxels);

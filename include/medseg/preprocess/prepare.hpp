@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -27,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../core/progress.hpp"
 #include "../core/parallel.hpp"
 #include "../io/format.hpp"
 #include "fingerprint.hpp"
@@ -83,6 +85,9 @@ struct CaseSource {
   std::string name;
   fs::path image;
   std::optional<fs::path> label;
+  /// nnU-Net raw: the case's further channel files (_0001, _0002, ...), stacked after `image`
+  /// into [C,D,H,W] as float.
+  std::vector<fs::path> more_channels{};
 };
 
 /// The cases of `input`, sorted by name.
@@ -294,6 +299,16 @@ inline std::vector<CaseSource> discover_cases(const DatasetInput& input) {
       const std::string name = detail::without_channel(stem);
       if (nnunet && stem.substr(name.size()) != "_0000" ) continue;  // other channels of the same case
       CaseSource c{name, image, std::nullopt};
+      if (nnunet) {
+        const std::string ending = image.filename().string().substr(stem.size());
+        for (int ch = 1;; ++ch) {
+          char suffix[16];
+          std::snprintf(suffix, sizeof suffix, "_%04d", ch);
+          const fs::path more = image.parent_path() / (name + suffix + ending);
+          if (!fs::exists(more)) break;
+          c.more_channels.push_back(more);
+        }
+      }
       for (const auto& l : label_files) {
         const std::string ls = lower(case_stem(l));
         if (ls == prefix + lower(name) + suffix || ls == prefix + lower(stem) + suffix) c.label = l;
@@ -330,6 +345,30 @@ inline nlohmann::json write_case(const PrepareConfig& config, const CaseSource& 
                                  const CaseData& data, const nlohmann::json& original);
 
 /// Prepares one case and writes its files; the case's meta file goes last and marks it done.
+/// The case's channel files as one float [C,D,H,W] image; each must be 3-D on the first's grid.
+inline io::Image<float> stacked_channels(const CaseSource& src) {
+  std::vector<fs::path> files{src.image};
+  files.insert(files.end(), src.more_channels.begin(), src.more_channels.end());
+  io::Image<float> out;
+  for (std::size_t c = 0; c < files.size(); ++c) {
+    const io::Image<float> im = io::image_cast<float>(io::read_image(files[c]));
+    if (c == 0) {
+      const Shape s = im.voxels.shape();
+      require(s.rank() == 3, [&] {
+        return ErrorInfo{.where = files[c].string(), .field = "shape", .expected = "[D,H,W] (one channel per file)", .actual = s.to_string()};
+      });
+      out = {Tensor<float>::empty({static_cast<std::int64_t>(files.size()), s[0], s[1], s[2]}), im.geometry};
+    }
+    require(im.voxels.shape() == out.voxels.shape().erase(0), [&] {
+      return ErrorInfo{.where = files[c].string(), .field = "shape", .expected = out.voxels.shape().erase(0).to_string() + " (channel 0's)",
+                       .actual = im.voxels.shape().to_string()};
+    });
+    const Shape s = im.voxels.shape();
+    out.voxels.slice(0, static_cast<std::int64_t>(c), static_cast<std::int64_t>(c) + 1).copy_from(im.voxels.reshape({1, s[0], s[1], s[2]}));
+  }
+  return out;
+}
+
 inline nlohmann::json prepare_case(const PrepareConfig& config, const CaseSource& src, CaseReport& report,
                                    const std::optional<CtStats>& dataset_ct) {
   const std::string where = "case " + src.name;
@@ -337,14 +376,16 @@ inline nlohmann::json prepare_case(const PrepareConfig& config, const CaseSource
   std::size_t done_steps = 0;
   io::Geometry original_geometry;
   {
-    const io::AnyImage raw = io::read_image(src.image);  // freed once the image is float
+    const io::AnyImage raw = src.more_channels.empty() ? io::read_image(src.image)  // freed once the image is float
+                                                       : io::AnyImage{detail::stacked_channels(src)};
     original_geometry = io::geometry(raw);
     report.input_shape = io::shape(raw);
     report.input_spacing = io::geometry(raw).spacing;
     if (src.label) {
       data.label = io::image_cast<std::int32_t>(io::read_image(*src.label));
-      require(data.label->voxels.shape() == io::shape(raw), [&] {
-        return ErrorInfo{.where = where, .field = "label shape", .expected = io::shape(raw).to_string() + " (the image's)",
+      const Shape image_shape = io::shape(raw), spatial = image_shape.rank() == 4 ? image_shape.erase(0) : image_shape;
+      require(data.label->voxels.shape() == spatial, [&] {
+        return ErrorInfo{.where = where, .field = "label shape", .expected = spatial.to_string() + " (the image's)",
                          .actual = data.label->voxels.shape().to_string() + " in " + src.label->string()};
       });
     }
@@ -416,17 +457,6 @@ inline CtStats dataset_ct_stats(const PrepareConfig& config, const std::vector<C
   return d.ct_stats();
 }
 
-inline void draw_progress(std::ostream& out, std::int64_t done, std::int64_t total, double elapsed) {
-  constexpr int width = 30;
-  const int filled = total ? static_cast<int>(width * done / total) : width;
-  const double eta = done ? elapsed / static_cast<double>(done) * static_cast<double>(total - done) : 0;
-  std::ostringstream line;
-  line << "\r[" << std::string(static_cast<std::size_t>(filled), '#') << std::string(static_cast<std::size_t>(width - filled), '.')
-       << "] " << done << "/" << total << " cases, " << std::fixed << std::setprecision(1) << elapsed << " s";
-  if (done < total && done > 0) line << ", ETA " << eta << " s";
-  out << line.str() << (done == total ? "\n" : "") << std::flush;
-}
-
 }  // namespace detail
 
 inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* progress) {
@@ -458,7 +488,7 @@ inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* 
   std::vector<nlohmann::json> metas(cases.size());
   std::mutex mutex;
   std::int64_t done = 0;
-  if (progress) detail::draw_progress(*progress, 0, static_cast<std::int64_t>(cases.size()), 0);
+  if (progress) draw_progress(*progress, 0, static_cast<std::int64_t>(cases.size()), 0);
   // One case per task: the ops inside run serially on their worker (the pool does not nest),
   // which is the efficient split when there are more cases than threads.
   parallel_for(0, static_cast<std::int64_t>(cases.size()), 1, [&](std::int64_t b, std::int64_t e) {
@@ -489,7 +519,7 @@ inline PrepareReport prepare_dataset(const PrepareConfig& config, std::ostream* 
       r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       std::lock_guard lock(mutex);
       ++done;
-      if (progress) detail::draw_progress(*progress, done, static_cast<std::int64_t>(cases.size()), seconds());
+      if (progress) draw_progress(*progress, done, static_cast<std::int64_t>(cases.size()), seconds());
     }
   });
 
