@@ -40,6 +40,16 @@ TEST_CASE("nnunet: channel files stack in channel order with their labels") {
   std::filesystem::remove_all(root);
 }
 
+TEST_CASE("nnunet: channel file names split into case and channel") {
+  const auto c = parse_channel_file("liver_7_0012.nii.gz", ".nii.gz");
+  REQUIRE(c);
+  CHECK(c->case_name == "liver_7");
+  CHECK(c->channel == 12);
+  CHECK_FALSE(parse_channel_file("liver_7.nii.gz", ".nii.gz"));
+  CHECK_FALSE(parse_channel_file("liver_7_00a1.nii.gz", ".nii.gz"));
+  CHECK_FALSE(parse_channel_file("liver_7_0000.nii", ".nii.gz"));
+}
+
 TEST_CASE("nnunet: missing channels labels and a wrong numTraining fail naming the file") {
   const auto root = make_nnunet("nn_bad");
   std::filesystem::remove(root / "imagesTr" / "liver_1_0001.nii.gz");

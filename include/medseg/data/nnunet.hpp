@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,14 @@
 #include "medicalseg.hpp"
 
 namespace medseg::data {
+
+/// A channel file's name parts: "liver_7_0001.nii.gz" -> {"liver_7", 1}.
+struct ChannelFile {
+  std::string case_name;
+  int channel = 0;
+};
+/// The parts of `file_name` when it is {case}_{XXXX}{file_ending}, else nothing.
+std::optional<ChannelFile> parse_channel_file(const std::string& file_name, const std::string& file_ending);
 
 class NnunetRawDataset {
  public:
@@ -46,6 +55,15 @@ class NnunetRawDataset {
 // ----------------------------------------------------------------------------------------
 // Implementation
 
+inline std::optional<ChannelFile> parse_channel_file(const std::string& file_name, const std::string& file_ending) {
+  if (!file_name.ends_with(file_ending) || file_name.size() < file_ending.size() + 6) return std::nullopt;
+  const std::string stem = file_name.substr(0, file_name.size() - file_ending.size());
+  const std::string digits = stem.substr(stem.size() - 4);
+  if (stem[stem.size() - 5] != '_' || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return ChannelFile{stem.substr(0, stem.size() - 5), std::stoi(digits)};
+}
+
 inline NnunetRawDataset NnunetRawDataset::open(const std::filesystem::path& root, Split split) {
   NnunetRawDataset d;
   const auto json_path = root / "dataset.json";
@@ -73,12 +91,7 @@ inline NnunetRawDataset NnunetRawDataset::open(const std::filesystem::path& root
   // {case}_{XXXX}{file_ending}: group the channel files by case.
   std::map<std::string, std::map<int, std::filesystem::path>> found;
   for (const auto& f : std::filesystem::directory_iterator(images)) {
-    const std::string n = f.path().filename().string();
-    if (!n.ends_with(d.file_ending_) || n.size() < d.file_ending_.size() + 6) continue;
-    const std::string stem = n.substr(0, n.size() - d.file_ending_.size());
-    const std::string digits = stem.substr(stem.size() - 4);
-    if (stem[stem.size() - 5] != '_' || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
-    found[stem.substr(0, stem.size() - 5)][std::stoi(digits)] = f.path();
+    if (const auto c = parse_channel_file(f.path().filename().string(), d.file_ending_)) found[c->case_name][c->channel] = f.path();
   }
   const auto channels = static_cast<int>(d.channel_names_.size());
   for (auto& entry : found) {

@@ -174,15 +174,13 @@ inline Problems find_problems(const std::filesystem::path& root, std::size_t fol
       other_endings.insert(io::lower_extensions(f.path()));
       continue;
     }
-    const std::string stem = n.substr(0, n.size() - d.file_ending.size());
-    const bool numbered = stem.size() > 5 && stem[stem.size() - 5] == '_' &&
-                          std::all_of(stem.end() - 4, stem.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-    if (!numbered) {
+    const auto file = data::parse_channel_file(n, d.file_ending);
+    if (!file) {
       problems.add({.where = (root / "imagesTr" / n).string(), .field = "file name", .expected = "{case}_{0000}" + d.file_ending,
                     .actual = n});
       continue;
     }
-    found[stem.substr(0, stem.size() - 5)].insert(std::stoi(stem.substr(stem.size() - 4)));
+    found[file->case_name].insert(file->channel);
   }
   if (found.empty() && !other_endings.empty()) {
     std::string endings;

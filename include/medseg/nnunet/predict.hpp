@@ -17,6 +17,7 @@
 
 #include "../core/progress.hpp"
 #include "../data/case.hpp"
+#include "../data/nnunet.hpp"
 #include "../infer/postprocess.hpp"
 #include "../infer/predictor.hpp"
 #include "../io/npy.hpp"
@@ -90,13 +91,7 @@ inline std::map<std::string, std::vector<std::filesystem::path>> image_cases(con
   });
   std::map<std::string, std::map<int, fs::path>> found;
   for (const auto& e : fs::directory_iterator(folder)) {
-    const std::string n = e.path().filename().string();
-    if (!n.ends_with(file_ending)) continue;
-    const std::string stem = n.substr(0, n.size() - file_ending.size());
-    if (stem.size() < 6 || stem[stem.size() - 5] != '_' ||
-        !std::all_of(stem.end() - 4, stem.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      continue;
-    found[stem.substr(0, stem.size() - 5)][std::stoi(stem.substr(stem.size() - 4))] = e.path();
+    if (const auto c = data::parse_channel_file(e.path().filename().string(), file_ending)) found[c->case_name][c->channel] = e.path();
   }
   std::map<std::string, std::vector<fs::path>> out;
   for (auto& entry : found)
